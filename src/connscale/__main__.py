@@ -1,0 +1,5 @@
+"""``python -m connscale`` is the ``connscale`` command."""
+
+from connscale.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The connection benchmark: baselines, orchestration and results."""

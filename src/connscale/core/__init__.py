@@ -1,0 +1,1 @@
+"""Pure building blocks: no I/O, no threads, no sockets."""

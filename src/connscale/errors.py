@@ -1,0 +1,151 @@
+"""One exception tree for connscale.
+
+Every error says what was wrong and what to do about it. Catch ``ConnscaleError`` to
+handle all of them::
+
+    ConnscaleError
+    ├── ConfigurationError          (also a ValueError) a bad argument or setting
+    ├── PoolError
+    │   ├── DoubleReleaseError      an object released twice
+    │   └── ForeignObjectError      an object the pool never handed out
+    ├── CacheError
+    │   └── BatchTooLargeError      add_batch() bigger than the cache can hold
+    ├── SessionError
+    │   ├── UnknownFieldError       (also a LookupError) a session field that does not exist
+    │   ├── SlotError               a SessionTable slot that is free or out of range
+    │   └── TableFullError          no free SessionTable slot left
+    ├── CorruptStateError           session bytes that do not decode (truncated, tampered, ...)
+    ├── MeasurementError
+    │   ├── NotAvailableError       a /proc file or reading this system cannot give
+    │   └── ProcessGoneError        the measured process exited
+    ├── ProtocolError               a JSON-RPC / MCP / framing violation (carries ``code``)
+    ├── ServerError                 the reference server could not start or run
+    ├── LoadError
+    │   ├── PlanError               a load plan that cannot fit this machine's limits
+    │   └── TargetRefusedError      the target refused or dropped connections
+    └── ReportError
+        └── CorruptRunError         a RUN.json that is not a valid run record
+"""
+
+from __future__ import annotations
+
+
+class ConnscaleError(Exception):
+    """Base class of every error raised by connscale."""
+
+
+class ConfigurationError(ConnscaleError, ValueError):
+    """An argument or setting is invalid; the message says which and why."""
+
+
+class PoolError(ConnscaleError):
+    """Misuse of an ObjectPool or BufferPool."""
+
+
+class DoubleReleaseError(PoolError):
+    """An object was released to its pool twice."""
+
+
+class ForeignObjectError(PoolError):
+    """An object was released to a pool that never handed it out."""
+
+
+class CacheError(ConnscaleError):
+    """Misuse of a TTLCache."""
+
+
+class BatchTooLargeError(CacheError):
+    """A batch is larger than the cache can ever hold."""
+
+
+class SessionError(ConnscaleError):
+    """Misuse of Session or SessionTable."""
+
+
+class UnknownFieldError(SessionError, LookupError):
+    """A session field name that does not exist."""
+
+
+class SlotError(SessionError):
+    """A SessionTable slot that is not allocated or out of range."""
+
+
+class TableFullError(SessionError):
+    """A SessionTable has no free slot left."""
+
+
+class CorruptStateError(ConnscaleError):
+    """Encoded session state that cannot be decoded safely."""
+
+
+class MeasurementError(ConnscaleError):
+    """A memory or GC reading could not be taken."""
+
+
+class NotAvailableError(MeasurementError):
+    """This system does not provide the reading (missing or unreadable file)."""
+
+
+class ProcessGoneError(MeasurementError):
+    """The measured process does not exist (any more)."""
+
+
+class ProtocolError(ConnscaleError):
+    """A peer broke JSON-RPC, MCP or framing rules.
+
+    ``code`` is the JSON-RPC error code to answer with, when one applies.
+    """
+
+    def __init__(self, message: str, code: int = -32600) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ServerError(ConnscaleError):
+    """The reference server could not start or keep running."""
+
+
+class LoadError(ConnscaleError):
+    """The load generator could not do what was asked."""
+
+
+class PlanError(LoadError):
+    """A load plan does not fit the limits of this machine."""
+
+
+class TargetRefusedError(LoadError):
+    """The target refused, reset or never answered connections."""
+
+
+class ReportError(ConnscaleError):
+    """A report could not be produced."""
+
+
+class CorruptRunError(ReportError):
+    """A RUN.json file that is not a valid run record."""
+
+
+__all__ = [
+    "BatchTooLargeError",
+    "CacheError",
+    "ConfigurationError",
+    "ConnscaleError",
+    "CorruptRunError",
+    "CorruptStateError",
+    "DoubleReleaseError",
+    "ForeignObjectError",
+    "LoadError",
+    "MeasurementError",
+    "NotAvailableError",
+    "PlanError",
+    "PoolError",
+    "ProcessGoneError",
+    "ProtocolError",
+    "ReportError",
+    "ServerError",
+    "SessionError",
+    "SlotError",
+    "TableFullError",
+    "TargetRefusedError",
+    "UnknownFieldError",
+]

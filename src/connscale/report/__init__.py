@@ -1,0 +1,1 @@
+"""Reports: RUN.json (the record), Markdown, and HTML with charts."""

@@ -1,0 +1,1 @@
+"""The reference MCP server: application, tools and the circle of experts."""
