@@ -9,6 +9,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "connscale"
 
 # Module prefix -> layer number. A module may import from layers <= its own.
 LAYERS: list[tuple[str, int]] = [
+    ("connscale._version", 0),
     ("connscale.errors", 0),
     ("connscale.clock", 0),
     ("connscale.core", 1),

@@ -6,6 +6,7 @@ only from the ones before it) are drawn in ``docs/ARCHITECTURE.md``.
 
 from __future__ import annotations
 
+from connscale._version import __version__
 from connscale.clock import FakeClock
 from connscale.errors import (
     BatchTooLargeError,
@@ -31,8 +32,6 @@ from connscale.errors import (
     TargetRefusedError,
     UnknownFieldError,
 )
-
-__version__ = "0.1.0"
 
 # --- building blocks (core) ----------------------------------------------------------------
 # --- end building blocks -------------------------------------------------------------------

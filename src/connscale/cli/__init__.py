@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Protocol, cast
 
+from connscale._version import __version__
 from connscale.errors import ConnscaleError
 
 #: Subcommand name -> module that implements it, in the order ``--help`` lists them.
@@ -49,8 +50,6 @@ def _load(module_name: str) -> Command | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from connscale import __version__
-
     parser = argparse.ArgumentParser(
         prog="connscale",
         description=(
