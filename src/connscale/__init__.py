@@ -34,15 +34,68 @@ from connscale.errors import (
 )
 
 # --- building blocks (core) ----------------------------------------------------------------
+from connscale.core.cache import CacheStatistics, EvictionReason, TTLCache, create_ttl_dict
+from connscale.core.codec import decode_session, encode_session
+from connscale.core.pool import BufferPool, BufferPoolStatistics, ObjectPool, PoolStatistics
+from connscale.core.session import (
+    Capabilities,
+    Phase,
+    Session,
+    SessionTable,
+    Transport,
+    intern_capabilities,
+)
+from connscale.core.sizeof import estimate_memory, size_breakdown
+
 # --- end building blocks -------------------------------------------------------------------
 
 # --- instruments -----------------------------------------------------------------------------
+from connscale.core.monitor_policy import (
+    AdaptiveSampling,
+    PressureLevel,
+    PressureThresholds,
+    PressureTracker,
+)
+from connscale.core.stats import ScalingResult, TrendResult, Verdict, scaling, trend
+from connscale.gc import GCStatistics, GCTuner, PauseRecorder
+from connscale.memory import (
+    GroupSample,
+    KernelSockets,
+    MemoryReader,
+    MemorySample,
+    kernel_sockets,
+    sample_group,
+)
+from connscale.monitor import History, Monitor
+from connscale.profile import Profiler, ProfileRecord, Snapshot
+from connscale.prometheus import MetricsExporter
+from connscale.report.render import write_report
+
 # --- end instruments -------------------------------------------------------------------------
 
 # --- server ------------------------------------------------------------------------------------
+from connscale.server.experts import (
+    CircleOfExperts,
+    CircleStatistics,
+    Consultation,
+    Expert,
+    ExpertAnswer,
+    ExpertQuery,
+    ExpertResponse,
+    FunctionExpert,
+    ResponseCollector,
+    builtin_experts,
+    load_experts,
+)
+
 # --- end server --------------------------------------------------------------------------------
 
 # --- load and bench ----------------------------------------------------------------------------
+from connscale.bench.orchestrator import BenchConfig, ServerSpec, run_bench
+from connscale.loadgen.client import Swarm, TrafficResult
+from connscale.loadgen.plan import Limits, LoadPlan, plan_load, read_limits
+from connscale.loadgen.runner import LoadRunner
+
 # --- end load and bench ------------------------------------------------------------------------
 
 __all__ = [
@@ -71,7 +124,71 @@ __all__ = [
     "UnknownFieldError",
     "__version__",
     # building blocks
+    "BufferPool",
+    "BufferPoolStatistics",
+    "CacheStatistics",
+    "EvictionReason",
+    "ObjectPool",
+    "PoolStatistics",
+    "TTLCache",
+    "create_ttl_dict",
+    "Capabilities",
+    "Phase",
+    "Session",
+    "SessionTable",
+    "Transport",
+    "intern_capabilities",
+    "decode_session",
+    "encode_session",
+    "estimate_memory",
+    "size_breakdown",
     # instruments
+    "AdaptiveSampling",
+    "GCStatistics",
+    "GCTuner",
+    "GroupSample",
+    "History",
+    "KernelSockets",
+    "MemoryReader",
+    "MemorySample",
+    "MetricsExporter",
+    "Monitor",
+    "PauseRecorder",
+    "PressureLevel",
+    "PressureThresholds",
+    "PressureTracker",
+    "ProfileRecord",
+    "Profiler",
+    "ScalingResult",
+    "Snapshot",
+    "TrendResult",
+    "Verdict",
+    "kernel_sockets",
+    "sample_group",
+    "scaling",
+    "trend",
+    "write_report",
     # server
+    "CircleOfExperts",
+    "CircleStatistics",
+    "Consultation",
+    "Expert",
+    "ExpertAnswer",
+    "ExpertQuery",
+    "ExpertResponse",
+    "FunctionExpert",
+    "ResponseCollector",
+    "builtin_experts",
+    "load_experts",
     # load and bench
+    "BenchConfig",
+    "Limits",
+    "LoadPlan",
+    "LoadRunner",
+    "ServerSpec",
+    "Swarm",
+    "TrafficResult",
+    "plan_load",
+    "read_limits",
+    "run_bench",
 ]

@@ -1,0 +1,416 @@
+"""Baseline MCP servers written the way people usually write them, for side-by-side runs.
+
+Each is a minimal MCP-over-TCP server (newline-delimited JSON-RPC: initialize,
+notifications/initialized, ping, tools/list, tools/call with ``echo`` and
+``consult_experts``) keeping its session state in plain dicts, as most servers do:
+
+- ``asyncio-streams``: ``asyncio.start_server``, one coroutine (Task) per connection.
+- ``asyncio-protocol``: an ``asyncio.Protocol`` subclass, one object per connection.
+- ``uvloop-protocol``: the same Protocol on uvloop's event loop.
+- ``mcp-sdk`` (HTTP): the official MCP Python SDK's Streamable HTTP app under uvicorn,
+  when the SDK is installed.
+
+Run one with ``python -m connscale.bench.baselines NAME --port 0 --ready-file F``: it
+writes the same ready-file JSON as ``connscale serve`` and, with ``--stats-dir``, answers
+SIGUSR1 with ``worker-<pid>.json``. SIGTERM/SIGINT stop it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+#: TCP baselines, in the order the bench runs them.
+TCP_BASELINES = ("asyncio-streams", "asyncio-protocol", "uvloop-protocol")
+#: HTTP baselines (need the optional ``sdk`` extra).
+HTTP_BASELINES = ("mcp-sdk",)
+BASELINES = TCP_BASELINES + HTTP_BASELINES
+BACKLOG = 4096
+SERVER_INFO = {"name": "baseline", "version": "1.0"}
+TOOLS = [
+    {
+        "name": "echo",
+        "description": "Echo the text back.",
+        "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}},
+    },
+    {
+        "name": "consult_experts",
+        "description": "Ask a question; get an answer.",
+        "inputSchema": {"type": "object", "properties": {"question": {"type": "string"}}},
+    },
+]
+
+
+def sdk_available() -> bool:
+    """True when the official MCP SDK and uvicorn can be imported."""
+    try:
+        import uvicorn  # noqa: F401
+
+        _sdk_server_class()
+    except ImportError:
+        return False
+    return True
+
+
+def _sdk_server_class() -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module("mcp.server.mcpserver").MCPServer  # SDK 2.x
+    except ImportError:
+        return importlib.import_module("mcp.server.fastmcp").FastMCP  # SDK 1.x
+
+
+class McpApp:
+    """The MCP logic the TCP baselines share: dict sessions, JSON in, JSON out."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.connections = 0
+
+    def open_session(self) -> str:
+        session_id = uuid.uuid4().hex
+        self.sessions[session_id] = {"id": session_id, "initialized": False, "created": time.time()}
+        return session_id
+
+    def close_session(self, session_id: str | None) -> None:
+        if session_id is not None:
+            self.sessions.pop(session_id, None)
+
+    def handle_line(self, session_id: str, line: bytes) -> bytes | None:
+        """Answer one JSON-RPC line (None for notifications)."""
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return _error(None, -32700, "parse error")
+        if not isinstance(message, dict):
+            return _error(None, -32600, "invalid request")
+        method = message.get("method")
+        request_id = message.get("id")
+        session = self.sessions.get(session_id)
+        if session is None:
+            return _error(request_id, -32600, "no session")
+        if method == "initialize":
+            params = message.get("params") or {}
+            session["protocol_version"] = params.get("protocolVersion")
+            session["client_info"] = params.get("clientInfo")
+            session["capabilities"] = params.get("capabilities")
+            return _result(
+                request_id,
+                {
+                    "protocolVersion": params.get("protocolVersion", "2025-06-18"),
+                    "capabilities": {"tools": {}},
+                    "serverInfo": SERVER_INFO,
+                },
+            )
+        if method == "notifications/initialized":
+            session["initialized"] = True
+            return None
+        if request_id is None:
+            return None  # other notifications
+        if method == "ping":
+            return _result(request_id, {})
+        if method == "tools/list":
+            return _result(request_id, {"tools": TOOLS})
+        if method == "tools/call":
+            params = message.get("params") or {}
+            arguments = params.get("arguments") or {}
+            name = params.get("name")
+            if name == "echo":
+                text = str(arguments.get("text", ""))
+            elif name == "consult_experts":
+                text = f"The experts agree: {arguments.get('question', '')}"
+            else:
+                return _error(request_id, -32602, f"unknown tool {name!r}")
+            return _result(request_id, {"content": [{"type": "text", "text": text}]})
+        return _error(request_id, -32601, f"method not found: {method}")
+
+
+def _result(request_id: object, result: object) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}).encode() + b"\n"
+
+
+def _error(request_id: object, code: int, message: str) -> bytes:
+    payload = {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+    return json.dumps(payload).encode() + b"\n"
+
+
+# --- asyncio streams -------------------------------------------------------------------------
+
+
+def streams_handler(
+    app: McpApp,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        app.connections += 1
+        session_id = app.open_session()
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                reply = app.handle_line(session_id, line)
+                if reply is not None:
+                    writer.write(reply)
+                    await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            app.connections -= 1
+            app.close_session(session_id)
+            writer.close()
+
+    return handle
+
+
+# --- asyncio / uvloop Protocol ----------------------------------------------------------------
+
+
+class McpProtocol(asyncio.Protocol):
+    """One object per connection, the usual way: a buffer and a session id."""
+
+    def __init__(self, app: McpApp) -> None:
+        self.app = app
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.session_id: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.app.connections += 1
+        self.session_id = self.app.open_session()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            if not line.strip() or self.session_id is None:
+                continue
+            reply = self.app.handle_line(self.session_id, line)
+            if reply is not None and self.transport is not None:
+                self.transport.write(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.app.connections -= 1
+        self.app.close_session(self.session_id)
+        self.transport = None
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def write_ready_file(path: Path, info: dict[str, Any]) -> None:
+    """Write the ready file atomically (a reader never sees half of it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info), encoding="utf-8")
+    tmp.replace(path)
+
+
+class _GCRecorder:
+    """GC pause recorder: connscale.gc's PauseRecorder when that is built, else gc.callbacks."""
+
+    def __init__(self) -> None:
+        self.pauses_ms: list[float] = []
+        self._started = 0.0
+        self._recorder: Any = None
+        try:
+            from connscale.gc import PauseRecorder
+
+            self._recorder = PauseRecorder()
+            self._recorder.start()
+        except (ImportError, AttributeError, TypeError):
+            gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif len(self.pauses_ms) < 100_000:
+            self.pauses_ms.append((time.perf_counter() - self._started) * 1000.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self._recorder is not None:
+            return dict(self._recorder.statistics().to_dict())
+        pauses = sorted(self.pauses_ms)
+        return {
+            "collections": len(pauses),
+            "total_pause_ms": sum(pauses),
+            "pauses_ms": pauses[-1000:],
+            "max_ms": pauses[-1] if pauses else None,
+        }
+
+
+def _install_signals(
+    loop: asyncio.AbstractEventLoop,
+    stop: asyncio.Event,
+    stats_dir: Path | None,
+    app_counts: Callable[[], tuple[int, int]],
+) -> None:
+    recorder = _GCRecorder() if stats_dir is not None else None
+
+    def write_stats() -> None:
+        if stats_dir is None or recorder is None:
+            return
+        connections, sessions = app_counts()
+        info = {
+            "pid": os.getpid(),
+            "connections": connections,
+            "sessions": sessions,
+            "gc": recorder.to_dict(),
+        }
+        write_ready_file(stats_dir / f"worker-{os.getpid()}.json", info)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, write_stats)
+
+
+async def serve_tcp(
+    name: str, host: str, port: int, ready_file: Path | None, stats_dir: Path | None
+) -> None:
+    """Serve the ``name`` TCP baseline until SIGTERM/SIGINT."""
+    loop = asyncio.get_running_loop()
+    app = McpApp()
+    stop = asyncio.Event()
+    _install_signals(loop, stop, stats_dir, lambda: (app.connections, len(app.sessions)))
+    server: asyncio.base_events.Server
+    if name == "asyncio-streams":
+        server = await asyncio.start_server(streams_handler(app), host, port, backlog=BACKLOG)
+    else:
+        server = await loop.create_server(lambda: McpProtocol(app), host, port, backlog=BACKLOG)
+    bound = server.sockets[0].getsockname()
+    if ready_file is not None:
+        write_ready_file(
+            ready_file,
+            {
+                "transport": "tcp",
+                "engine": name,
+                "host": bound[0],
+                "port": bound[1],
+                "supervisor_pid": os.getpid(),
+                "pids": [os.getpid()],
+            },
+        )
+    async with server:
+        await stop.wait()
+        server.close()
+
+
+def serve_sdk(host: str, port: int, ready_file: Path | None, stats_dir: Path | None) -> None:
+    """Serve the official MCP SDK's Streamable HTTP app under uvicorn."""
+    import uvicorn
+
+    server_class = _sdk_server_class()
+    try:
+        mcp = server_class("baseline", log_level="WARNING")
+    except TypeError:
+        mcp = server_class("baseline")
+
+    def echo(text: str = "") -> str:
+        """Echo the text back."""
+        return text
+
+    def consult_experts(question: str = "") -> str:
+        """Ask a question; get an answer."""
+        return f"The experts agree: {question}"
+
+    for tool in (echo, consult_experts):
+        mcp.tool()(tool)
+
+    try:
+        # Held connections must not be reaped by the SDK's defaults (10,000 sessions,
+        # 30 minutes idle) during a benchmark.
+        app = mcp.streamable_http_app(max_sessions=None, session_idle_timeout=None, host=host)
+    except TypeError:
+        app = mcp.streamable_http_app()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        timeout_keep_alive=3600,  # a held connection is the point of the benchmark
+        backlog=BACKLOG,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        _install_signals(loop, stop, stats_dir, lambda: (len(server.server_state.connections), 0))
+        if ready_file is not None:
+            write_ready_file(
+                ready_file,
+                {
+                    "transport": "http",
+                    "engine": "mcp-sdk",
+                    "host": host,
+                    "port": sock.getsockname()[1],
+                    "supervisor_pid": os.getpid(),
+                    "pids": [os.getpid()],
+                },
+            )
+        await asyncio.wait(
+            [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        server.should_exit = True
+        await serving
+
+    asyncio.run(main())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m connscale.bench.baselines", description="Run a baseline MCP server."
+    )
+    parser.add_argument("name", choices=BASELINES)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--ready-file", type=Path)
+    parser.add_argument("--stats-dir", type=Path)
+    args = parser.parse_args(argv)
+    if args.name == "mcp-sdk":
+        if not sdk_available():
+            print("the official MCP SDK (and uvicorn) is not installed", file=sys.stderr)
+            return 2
+        serve_sdk(args.host, args.port, args.ready_file, args.stats_dir)
+        return 0
+    coroutine = serve_tcp(args.name, args.host, args.port, args.ready_file, args.stats_dir)
+    if args.name == "uvloop-protocol":
+        import uvloop
+
+        uvloop.run(coroutine)
+    else:
+        asyncio.run(coroutine)
+    return 0
+
+
+__all__ = [
+    "BASELINES",
+    "HTTP_BASELINES",
+    "TCP_BASELINES",
+    "McpApp",
+    "McpProtocol",
+    "main",
+    "sdk_available",
+    "serve_tcp",
+    "write_ready_file",
+]
+
+if __name__ == "__main__":
+    sys.exit(main())

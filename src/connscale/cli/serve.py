@@ -1,0 +1,82 @@
+"""``connscale serve``: run the reference MCP server (TCP or Streamable HTTP)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "run the reference MCP server (TCP newline-JSON or Streamable HTTP)"
+DESCRIPTION = """\
+Run the reference MCP server: tools `echo`, `consult_experts` and `get_expert_responses`.
+
+  connscale serve --transport tcp --port 0 --ready-file ready.json
+  connscale serve --transport http --engine asyncio --workers 2 --port 8000
+
+TCP speaks newline-delimited JSON-RPC (MCP's stdio framing over a socket); HTTP speaks MCP
+Streamable HTTP at /mcp. --ready-file gets {transport, engine, host, port, supervisor_pid,
+pids} once every worker listens; with --stats-dir, SIGUSR1 makes each worker write
+DIR/worker-<pid>.json. SIGTERM or Ctrl-C stops the server cleanly (exit 0).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transport", choices=("tcp", "http"), default="tcp")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    parser.add_argument("--engine", choices=("epoll", "asyncio"), default="epoll")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (SO_REUSEPORT)")
+    parser.add_argument("--ready-file", type=Path, help="write JSON here once listening")
+    parser.add_argument("--stats-dir", type=Path, help="SIGUSR1 writes worker-<pid>.json here")
+    parser.add_argument(
+        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        help="event loop (auto: uvloop for the asyncio engine when installed)",
+    )
+    parser.add_argument("--sse-responses", action="store_true", help="HTTP: answer POSTs as SSE")
+    parser.add_argument(
+        "--allowed-origin", action="append", default=[], metavar="ORIGIN",
+        help="HTTP: an Origin to accept besides localhost (repeatable)",
+    )
+    parser.add_argument("--experts", help="expert plugins: 'package.module:callable,...'")
+    parser.add_argument("--experts-timeout", type=float, default=2.0, help="seconds per consultation")
+    limits = parser.add_argument_group("limits (see docs/SERVER.md)")
+    limits.add_argument("--max-frame-bytes", type=int, default=1 << 20)
+    limits.add_argument("--max-json-depth", type=int, default=64)
+    limits.add_argument("--max-pending", type=int, default=64, help="requests in flight per session")
+    limits.add_argument("--max-connections", type=int, default=0, help="per worker; 0 = from open-files limit")
+    limits.add_argument("--handshake-timeout", type=float, default=10.0)
+    limits.add_argument("--write-high-water", type=int, default=256 << 10)
+    limits.add_argument("--write-low-water", type=int, default=64 << 10)
+    limits.add_argument("--max-write-buffer", type=int, default=4 << 20)
+
+
+def run(args: argparse.Namespace) -> int:
+    from connscale.core.protocol.limits import Limits
+    from connscale.server.config import ServerConfig
+    from connscale.server.supervisor import serve
+
+    limits = Limits(
+        max_frame_bytes=args.max_frame_bytes,
+        max_json_depth=args.max_json_depth,
+        max_pending_per_session=args.max_pending,
+        max_connections=args.max_connections,
+        handshake_timeout=args.handshake_timeout,
+        write_high_water=args.write_high_water,
+        write_low_water=args.write_low_water,
+        max_write_buffer=args.max_write_buffer,
+    )
+    config = ServerConfig(
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        engine=args.engine,
+        workers=args.workers,
+        ready_file=args.ready_file,
+        stats_dir=args.stats_dir,
+        limits=limits,
+        loop=args.loop,
+        sse_responses=args.sse_responses,
+        allowed_origins=tuple(args.allowed_origin),
+        experts=args.experts,
+        experts_timeout=args.experts_timeout,
+    )
+    return serve(config)

@@ -1,0 +1,210 @@
+"""JSON-RPC 2.0 messages: decode and validate with msgspec, encode replies as bytes.
+
+Decoding never raises: a frame becomes a ``Request``, ``Notification``, ``ClientResponse``
+or ``Invalid`` (which carries the error code to answer with). Replies are assembled from
+pre-encoded pieces, so answering costs one msgspec encode of the result at most.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "METHOD_NOT_FOUND",
+    "PARSE_ERROR",
+    "ClientResponse",
+    "Invalid",
+    "Message",
+    "Notification",
+    "Request",
+    "RequestId",
+    "decode_message",
+    "encode_error",
+    "encode_notification",
+    "encode_result",
+    "encode_result_raw",
+    "json_depth",
+]
+
+PARSE_ERROR: Final = -32700
+INVALID_REQUEST: Final = -32600
+METHOD_NOT_FOUND: Final = -32601
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
+
+_INT64_MIN: Final = -(1 << 63)
+_INT64_MAX: Final = (1 << 63) - 1
+
+RequestId = int | str
+
+
+class Request(NamedTuple):
+    """A call that expects an answer with the same ``id``."""
+
+    id: RequestId
+    method: str
+    params: dict[str, Any] | list[Any] | None
+
+
+class Notification(NamedTuple):
+    """A one-way message: no answer, ever (even on error)."""
+
+    method: str
+    params: dict[str, Any] | list[Any] | None
+
+
+class ClientResponse(NamedTuple):
+    """A result or error sent by the client (the server sends it no requests: ignored)."""
+
+    id: RequestId | None
+
+
+class Invalid(NamedTuple):
+    """A frame that is not a valid message; answer with ``code`` unless it had no usable id."""
+
+    id: RequestId | None
+    code: int
+    message: str
+
+
+Message = Request | Notification | ClientResponse | Invalid
+
+
+class _Envelope(msgspec.Struct):
+    jsonrpc: str | msgspec.UnsetType = msgspec.UNSET
+    id: int | str | None | msgspec.UnsetType = msgspec.UNSET
+    method: str | msgspec.UnsetType = msgspec.UNSET
+    params: dict[str, Any] | list[Any] | msgspec.UnsetType = msgspec.UNSET
+    # A client's result/error is never looked at: keep it undecoded.
+    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+_decoder: Final = msgspec.json.Decoder(_Envelope)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def json_depth(value: object) -> int:
+    """Nesting depth of a decoded JSON value (a scalar is 0); iterative, so never recurses."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            depth += 1
+            stack.extend((child, depth) for child in item.values())
+        elif isinstance(item, list):
+            depth += 1
+            stack.extend((child, depth) for child in item)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _valid_id(value: object, max_id_length: int) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return _INT64_MIN <= value <= _INT64_MAX
+    return isinstance(value, str) and len(value) <= max_id_length
+
+
+def _salvage_id(frame: bytes | bytearray, max_id_length: int) -> RequestId | None:
+    """The id of a frame that failed validation, when it has a usable one (error path only)."""
+    try:
+        raw = msgspec.json.decode(frame)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if isinstance(raw, dict):
+        candidate = raw.get("id")
+        if _valid_id(candidate, max_id_length):
+            return candidate  # type: ignore[no-any-return]
+    return None
+
+
+def decode_message(
+    frame: bytes | bytearray, *, max_json_depth: int = 64, max_id_length: int = 128
+) -> Message:
+    """Decode one JSON-RPC 2.0 message; never raises.
+
+    Batches (a top-level array) are refused with -32600: MCP removed batching.
+    """
+    try:
+        envelope = _decoder.decode(frame)
+    except msgspec.ValidationError as exc:
+        if frame.lstrip()[:1] == b"[":
+            return Invalid(None, INVALID_REQUEST, "batches are not supported: send one message")
+        return Invalid(
+            _salvage_id(frame, max_id_length), INVALID_REQUEST, f"invalid request: {exc}"
+        )
+    except (msgspec.DecodeError, RecursionError):
+        return Invalid(None, PARSE_ERROR, "parse error: not valid JSON")
+    request_id = envelope.id
+    if request_id is msgspec.UNSET or request_id is None:
+        usable_id: RequestId | None = None
+    elif _valid_id(request_id, max_id_length):
+        usable_id = request_id
+    else:
+        return Invalid(None, INVALID_REQUEST, "invalid request: id out of range or too long")
+    if envelope.jsonrpc != "2.0":
+        return Invalid(usable_id, INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
+    params = None if envelope.params is msgspec.UNSET else envelope.params
+    # Counting brackets is C-fast; only frames with many of them pay for the exact walk.
+    if (
+        params is not None
+        and frame.count(b"{") + frame.count(b"[") > max_json_depth
+        and json_depth(params) >= max_json_depth
+    ):
+        return Invalid(usable_id, INVALID_REQUEST, "invalid request: JSON nested too deeply")
+    method = envelope.method
+    if method is msgspec.UNSET:
+        if envelope.result is not msgspec.UNSET or envelope.error is not msgspec.UNSET:
+            return ClientResponse(usable_id)
+        return Invalid(usable_id, INVALID_REQUEST, 'invalid request: no "method"')
+    if request_id is msgspec.UNSET:
+        return Notification(method, params)
+    if usable_id is None:
+        return Invalid(None, INVALID_REQUEST, "invalid request: id must be a string or integer")
+    return Request(usable_id, method, params)
+
+
+def _id_bytes(request_id: RequestId | None) -> bytes:
+    return b"null" if request_id is None else _encoder.encode(request_id)
+
+
+def encode_result_raw(request_id: RequestId, result_json: bytes) -> bytes:
+    """A response whose result is already JSON (pre-encoded constant results)."""
+    return b'{"jsonrpc":"2.0","id":' + _id_bytes(request_id) + b',"result":' + result_json + b"}"
+
+
+def encode_result(request_id: RequestId, result: object) -> bytes:
+    """A response carrying ``result`` (any msgspec-encodable value)."""
+    return encode_result_raw(request_id, _encoder.encode(result))
+
+
+def encode_error(
+    request_id: RequestId | None, code: int, message: str, data: object = None
+) -> bytes:
+    """An error response; ``request_id`` None when the request's id could not be read."""
+    error: dict[str, object] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return (
+        b'{"jsonrpc":"2.0","id":'
+        + _id_bytes(request_id)
+        + b',"error":'
+        + _encoder.encode(error)
+        + b"}"
+    )
+
+
+def encode_notification(method: str, params: object = None) -> bytes:
+    """A server-to-client notification."""
+    message: dict[str, object] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return _encoder.encode(message)

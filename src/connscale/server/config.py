@@ -1,0 +1,74 @@
+"""Settings of the reference server (``connscale serve``), validated once at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from connscale.core.protocol.limits import Limits
+from connscale.errors import ConfigurationError
+
+__all__ = ["ServerConfig"]
+
+TransportName = Literal["tcp", "http"]
+EngineName = Literal["epoll", "asyncio"]
+LoopName = Literal["auto", "asyncio", "uvloop"]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``connscale serve`` takes; see ``docs/SERVER.md`` for what each does.
+
+    ``port`` 0 picks a free port. ``loop`` "auto" uses uvloop for the asyncio engine when
+    it is installed and the standard loop for the epoll engine (which only needs one reader).
+    """
+
+    transport: TransportName = "tcp"
+    host: str = "127.0.0.1"
+    port: int = 0
+    engine: EngineName = "epoll"
+    workers: int = 1
+    ready_file: Path | None = None
+    stats_dir: Path | None = None
+    limits: Limits = field(default_factory=Limits)
+    http_path: str = "/mcp"
+    sse_responses: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    experts: str | None = None  # "package.module:callable,..." plugin spec; None = built-ins
+    experts_timeout: float = 2.0
+    loop: LoopName = "auto"
+    backlog: int = 4096
+    revocation_capacity: int = 1 << 16
+    shutdown_grace: float = 5.0  # seconds to finish in-flight requests on SIGTERM
+    server_name: str = "connscale"
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("tcp", "http"):
+            raise ConfigurationError(f"transport must be tcp or http, not {self.transport!r}")
+        if self.engine not in ("epoll", "asyncio"):
+            raise ConfigurationError(f"engine must be epoll or asyncio, not {self.engine!r}")
+        if self.loop not in ("auto", "asyncio", "uvloop"):
+            raise ConfigurationError(f"loop must be auto, asyncio or uvloop, not {self.loop!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"port must be 0..65535, not {self.port}")
+        if not 1 <= self.workers <= 256:
+            raise ConfigurationError(f"workers must be 1..256, not {self.workers}")
+        if not self.http_path.startswith("/"):
+            raise ConfigurationError("http_path must start with '/'")
+        if self.experts_timeout <= 0 or self.shutdown_grace < 0:
+            raise ConfigurationError("experts_timeout must be > 0 and shutdown_grace >= 0")
+        if self.backlog < 1 or self.revocation_capacity < 1:
+            raise ConfigurationError("backlog and revocation_capacity must be >= 1")
+
+    def use_uvloop(self) -> bool:
+        """Whether this configuration runs on uvloop (``loop`` "uvloop" needs it installed)."""
+        if self.loop == "asyncio":
+            return False
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            if self.loop == "uvloop":
+                raise ConfigurationError("loop 'uvloop' asked for but uvloop is not installed") from None
+            return False
+        return self.loop == "uvloop" or self.engine == "asyncio"

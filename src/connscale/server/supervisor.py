@@ -1,0 +1,376 @@
+"""Run the server: one process, or a supervisor with N workers sharing a port (SO_REUSEPORT).
+
+The supervisor binds the port first (so ``--port 0`` picks one port for everyone), makes
+the session-signing key and the shared revocation table, starts the workers with the
+``spawn`` start method, writes the ready file once every worker listens, restarts a worker
+that dies, and forwards SIGTERM/SIGINT (stop) and SIGUSR1 (write statistics) to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import mmap
+import multiprocessing
+import os
+import resource
+import secrets
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from connscale.core.protocol.http import McpHttpHandler
+from connscale.core.protocol.mcp import McpProtocol
+from connscale.core.protocol.tokens import RevocationTable, SessionSigner
+from connscale.core.session import SessionTable, Transport
+from connscale.engines.aio import AsyncioEngine
+from connscale.engines.epoll import EpollEngine
+from connscale.errors import ServerError
+from connscale.server.app import build_registry
+from connscale.server.config import ServerConfig
+from connscale.server.experts import CircleOfExperts, load_experts
+
+__all__ = ["ServerHandle", "Worker", "serve", "write_json_atomic"]
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON so that readers see the old file or the whole new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(payload, file)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _raise_open_files_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _bind(config: ServerConfig, port: int, *, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted fds inherit it
+        sock.bind((config.host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServerError(f"cannot bind {config.host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+class Worker:
+    """One connection-holding process: its listener, engine and signal handling."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        key: bytes | None = None,
+        revocations: str | None = None,
+        reuse_port: bool = False,
+        port: int | None = None,
+    ) -> None:
+        self.config = config
+        self._key = key
+        self._revocations_path = revocations
+        self._reuse_port = reuse_port
+        self._port = config.port if port is None else port
+        self._stop: asyncio.Event | None = None
+        self._gc_recorder: Any = None
+        self.port = 0
+        self.engine: EpollEngine | AsyncioEngine | None = None
+
+    def _build(self, listener: socket.socket) -> EpollEngine | AsyncioEngine:
+        config = self.config
+        http = config.transport == "http"
+        table = SessionTable(index_by_id=http)
+        experts = load_experts(config.experts) if config.experts else None
+        registry = build_registry(CircleOfExperts(experts, timeout=config.experts_timeout))
+        protocol = McpProtocol(
+            table,
+            tools=registry.descriptors(),
+            server_name=config.server_name,
+            server_version=_version(),
+            limits=config.limits,
+            transport=Transport.HTTP if http else Transport.TCP,
+        )
+        handler = None
+        if http:
+            handler = McpHttpHandler(
+                protocol,
+                signer=SessionSigner(self._key),
+                revoked=self._revocation_table(),
+                path=config.http_path,
+                sse_responses=config.sse_responses,
+                allowed_origins=config.allowed_origins,
+            )
+        if config.engine == "epoll":
+            return EpollEngine(listener, protocol, registry.invoke, http=handler)
+        return AsyncioEngine(listener, protocol, registry.invoke, http=handler)
+
+    def _revocation_table(self) -> RevocationTable:
+        capacity = self.config.revocation_capacity
+        if self._revocations_path is None:
+            return RevocationTable(capacity)
+        with open(self._revocations_path, "r+b") as file:
+            shared = mmap.mmap(file.fileno(), RevocationTable.size_for(capacity))
+        return RevocationTable(capacity, buffer=memoryview(shared))
+
+    def run(self, on_ready: Callable[[Worker], None] | None = None) -> int:
+        """Serve until SIGTERM/SIGINT; ``on_ready`` is called once the port listens."""
+        _raise_open_files_limit()
+        if self.config.use_uvloop():
+            import uvloop
+
+            runner: Callable[[Any], Any] = uvloop.run
+        else:
+            runner = asyncio.run
+        runner(self._serve(on_ready))
+        return 0
+
+    async def _serve(self, on_ready: Callable[[Worker], None] | None) -> None:
+        loop = asyncio.get_running_loop()
+        listener = _bind(self.config, self._port, reuse_port=self._reuse_port)
+        listener.listen(self.config.backlog)
+        self.port = listener.getsockname()[1]
+        engine = self._build(listener)
+        self.engine = engine
+        self._stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.write_statistics)
+        self._start_gc_recorder()
+        if isinstance(engine, EpollEngine):
+            engine.start()
+        else:
+            await engine.start()
+        parent = os.getppid()
+        if on_ready is not None:
+            on_ready(self)
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+                if self._reuse_port and os.getppid() != parent:
+                    break  # the supervisor is gone: do not linger as an orphan
+            engine.stop_accepting()
+            await self._drain(engine)
+        finally:
+            engine.close()
+            listener.close()
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+                loop.remove_signal_handler(signum)
+            if self._gc_recorder is not None:
+                self._gc_recorder.stop()
+
+    async def _drain(self, engine: EpollEngine | AsyncioEngine) -> None:
+        """Give tool calls in flight up to ``shutdown_grace`` seconds to answer."""
+        deadline = time.monotonic() + self.config.shutdown_grace
+        while engine.statistics().tool_calls_in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # let replies scheduled by finishing tasks go out
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    def _start_gc_recorder(self) -> None:
+        try:
+            from connscale.gc import PauseRecorder
+        except ImportError:  # the instruments are optional for serving
+            return
+        recorder = PauseRecorder()
+        recorder.start()
+        self._gc_recorder = recorder
+
+    def statistics(self) -> dict[str, Any]:
+        """The stats-file payload: pid, connections, sessions, gc (or None)."""
+        engine = self.engine
+        stats = engine.statistics() if engine is not None else None
+        gc_stats = None
+        if self._gc_recorder is not None:
+            gc_stats = self._gc_recorder.statistics().to_dict()
+        return {
+            "pid": os.getpid(),
+            "connections": stats.connections if stats else 0,
+            "sessions": stats.sessions if stats else 0,
+            "gc": gc_stats,
+        }
+
+    def write_statistics(self) -> None:
+        """Write ``DIR/worker-<pid>.json`` (SIGUSR1); nothing without ``--stats-dir``."""
+        stats_dir = self.config.stats_dir
+        if stats_dir is not None:
+            write_json_atomic(stats_dir / f"worker-{os.getpid()}.json", self.statistics())
+
+
+def _version() -> str:
+    from connscale._version import __version__
+
+    return __version__
+
+
+def _ready_payload(config: ServerConfig, port: int, pids: list[int]) -> dict[str, Any]:
+    return {
+        "transport": config.transport,
+        "engine": config.engine,
+        "host": config.host,
+        "port": port,
+        "supervisor_pid": os.getpid(),
+        "pids": pids,
+    }
+
+
+def _worker_main(
+    config: ServerConfig, port: int, key: bytes, revocations: str, ready: Connection
+) -> None:
+    """Entry point of a worker process (spawned by the supervisor)."""
+    # The supervisor decides when to stop; a terminal's Ctrl-C reaches it and it forwards.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def announce(worker: Worker) -> None:
+        ready.send(os.getpid())
+        ready.close()
+
+    Worker(config, key=key, revocations=revocations, reuse_port=True, port=port).run(announce)
+
+
+class ServerHandle:
+    """The supervisor's view of its workers; ``run()`` blocks until stopped."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._context = multiprocessing.get_context("spawn")
+        self._key = secrets.token_bytes(32)
+        self._workers: list[multiprocessing.process.BaseProcess | None] = [None] * config.workers
+        self._stopping = False
+        self.port = 0
+
+    def _start_worker(self, index: int, revocations: str) -> Connection:
+        receiver, sender = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(self.config, self.port, self._key, revocations, sender),
+            name=f"connscale-worker-{index}",
+        )
+        process.start()
+        sender.close()
+        self._workers[index] = process
+        return receiver
+
+    def _await_ready(self, pipes: list[Connection], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(pipes)
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stopping:
+                raise ServerError("workers did not start listening in time")
+            for pipe in wait(pending, timeout=remaining):
+                assert isinstance(pipe, Connection)
+                try:
+                    pipe.recv()
+                except EOFError:
+                    raise ServerError("a worker exited before it listened (see its error above)") from None
+                pending.remove(pipe)
+                pipe.close()
+
+    def _pids(self) -> list[int]:
+        return [p.pid for p in self._workers if p is not None and p.pid is not None]
+
+    def _signal_workers(self, signum: int) -> None:
+        for process in self._workers:
+            if process is not None and process.pid is not None and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+
+    def run(self) -> int:
+        config = self.config
+        placeholder = _bind(config, config.port, reuse_port=True)  # holds the port for all
+        self.port = placeholder.getsockname()[1]
+        capacity = config.revocation_capacity
+        fd, revocations = tempfile.mkstemp(prefix="connscale-revoked-")
+        os.ftruncate(fd, RevocationTable.size_for(capacity))
+        os.close(fd)
+        previous = {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+        }
+        try:
+            pipes = [self._start_worker(i, revocations) for i in range(config.workers)]
+            self._await_ready(pipes)
+            self._write_ready()
+            self._supervise(revocations)
+        finally:
+            self._stopping = True
+            self._shutdown_workers()
+            placeholder.close()
+            with contextlib.suppress(OSError):
+                os.unlink(revocations)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return 0
+
+    def _write_ready(self) -> None:
+        if self.config.ready_file is not None:
+            payload = _ready_payload(self.config, self.port, self._pids())
+            write_json_atomic(self.config.ready_file, payload)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGUSR1:
+            self._signal_workers(signal.SIGUSR1)
+            return
+        self._stopping = True
+
+    def _supervise(self, revocations: str) -> None:
+        while not self._stopping:
+            sentinels = [p.sentinel for p in self._workers if p is not None]
+            wait(sentinels, timeout=0.2)
+            if self._stopping:
+                return
+            for index, process in enumerate(self._workers):
+                if process is not None and not process.is_alive():
+                    process.join(0)
+                    pipe = self._start_worker(index, revocations)  # a worker died: replace it
+                    with contextlib.suppress(ServerError):
+                        self._await_ready([pipe])
+                    self._write_ready()
+
+    def _shutdown_workers(self) -> None:
+        self._signal_workers(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.shutdown_grace + 2.0
+        for process in self._workers:
+            if process is None:
+                continue
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+
+
+def serve(config: ServerConfig) -> int:
+    """Run ``connscale serve`` with ``config`` until SIGTERM/SIGINT; returns the exit code."""
+    if config.workers > 1:
+        return ServerHandle(config).run()
+
+    def announce(worker: Worker) -> None:
+        if config.ready_file is not None:
+            write_json_atomic(config.ready_file, _ready_payload(config, worker.port, [os.getpid()]))
+
+    return Worker(config).run(announce)
