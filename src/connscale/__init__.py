@@ -4,6 +4,10 @@ The public surface is what ``__all__`` lists; a test keeps it exact. Layers (eac
 only from the ones before it) are drawn in ``docs/ARCHITECTURE.md``.
 """
 
+# The import block is split into one section per area, each kept sorted by hand;
+# ruff would merge them into one block across the section markers.
+# ruff: noqa: I001
+
 from __future__ import annotations
 
 from connscale._version import __version__
@@ -74,6 +78,12 @@ from connscale.report.render import write_report
 # --- end instruments -------------------------------------------------------------------------
 
 # --- server ------------------------------------------------------------------------------------
+from connscale.core.protocol.limits import ServerLimits
+from connscale.core.protocol.mcp import McpProtocol
+from connscale.engines.aio import AsyncioEngine
+from connscale.engines.epoll import EpollEngine
+from connscale.server.app import Tool, ToolRegistry, build_registry
+from connscale.server.config import ServerConfig
 from connscale.server.experts import (
     CircleOfExperts,
     CircleStatistics,
@@ -87,6 +97,7 @@ from connscale.server.experts import (
     builtin_experts,
     load_experts,
 )
+from connscale.server.supervisor import serve
 
 # --- end server --------------------------------------------------------------------------------
 
@@ -180,6 +191,15 @@ __all__ = [
     "ResponseCollector",
     "builtin_experts",
     "load_experts",
+    "AsyncioEngine",
+    "EpollEngine",
+    "McpProtocol",
+    "ServerConfig",
+    "ServerLimits",
+    "Tool",
+    "ToolRegistry",
+    "build_registry",
+    "serve",
     # load and bench
     "BenchConfig",
     "Limits",

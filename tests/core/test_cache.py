@@ -152,7 +152,7 @@ def test_pluggable_getsizeof() -> None:
 
 
 def test_replacing_a_value_updates_bytes() -> None:
-    cache: TTLCache[str, bytes] = TTLCache(getsizeof=lambda obj: len(obj))  # type: ignore[arg-type]
+    cache: TTLCache[str, bytes] = TTLCache(getsizeof=len)  # type: ignore[arg-type]
     cache["a"] = b"xx"
     cache["a"] = b"xxxxx"
     assert cache.bytes == 1 + 5 + ENTRY_OVERHEAD_BYTES

@@ -30,20 +30,24 @@ def make(i: int) -> Session:
 def test_estimate_agrees_with_tracemalloc_within_ten_percent(count: int) -> None:
     intern_capabilities(CAPS)  # the shared set exists before, as in a running server
     make(0)
-    # CPython reuses freed dicts, lists (with their key tables) and floats from free lists without calling malloc,
-    # so tracemalloc would not see them: hold enough of each to empty those lists first.
+    # CPython reuses freed dicts, lists (with their key tables) and floats from free lists
+    # without calling malloc, so tracemalloc would not see them: empty those lists first.
     ballast = (
         [{"k": i} for i in range(200)],
         [[i] for i in range(200)],
         [i + 0.5 for i in range(200)],
     )
-    tracemalloc.start()
+    # Count only allocations with this test in their call stack: a thread left running by
+    # another test must not leak its allocations into the comparison.
+    only_ours = [tracemalloc.Filter(True, __file__, all_frames=True)]
+    tracemalloc.start(32)
     try:
-        before = tracemalloc.get_traced_memory()[0]
+        before = tracemalloc.take_snapshot().filter_traces(only_ours)
         sessions = [make(i + 1) for i in range(count)]
-        traced = tracemalloc.get_traced_memory()[0] - before
+        after = tracemalloc.take_snapshot().filter_traces(only_ours)
     finally:
         tracemalloc.stop()
+    traced = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     traced -= sys.getsizeof(sessions)  # the list holding them is not session memory
     estimated = sum(estimate_memory(session) for session in sessions)
     del ballast

@@ -634,10 +634,10 @@ def _traffic_phases(
         observer.phase(spec, f"latency at {held:,} connections")
         rate = config.latency_rate / max(held, 1)
         latency = runner.traffic(duration=config.traffic_duration, rate=rate, mix=config.mix)
-        summary = _traffic_struct(latency)
+        result.latency = _traffic_struct(latency)
         result.notes.append(
-            f"latency at {held} connections (open loop, {config.latency_rate:g} req/s "
-            f"{config.mix}): {msgspec.json.encode(summary).decode()}"
+            f"latency measured at {held:,} connections, open loop, "
+            f"{config.latency_rate:g} req/s in all, mix {config.mix}"
         )
         level = min(config.throughput_connections, held)
         if level < held:
@@ -738,12 +738,8 @@ def run_bench(
 
 
 def latency_at_max(result: ServerResult) -> Traffic | None:
-    """The open-loop latency phase at the top plateau (kept in the notes of RUN.json)."""
-    for note in result.notes:
-        if note.startswith("latency at ") and ": {" in note:
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                return msgspec.json.decode(note.split(": ", 1)[1].encode(), type=Traffic)
-    return None
+    """The open-loop latency phase at the top plateau."""
+    return result.latency
 
 
 @dataclass(frozen=True)

@@ -28,21 +28,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ready-file", type=Path, help="write JSON here once listening")
     parser.add_argument("--stats-dir", type=Path, help="SIGUSR1 writes worker-<pid>.json here")
     parser.add_argument(
-        "--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
         help="event loop (auto: uvloop for the asyncio engine when installed)",
     )
     parser.add_argument("--sse-responses", action="store_true", help="HTTP: answer POSTs as SSE")
     parser.add_argument(
-        "--allowed-origin", action="append", default=[], metavar="ORIGIN",
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
         help="HTTP: an Origin to accept besides localhost (repeatable)",
     )
     parser.add_argument("--experts", help="expert plugins: 'package.module:callable,...'")
-    parser.add_argument("--experts-timeout", type=float, default=2.0, help="seconds per consultation")
+    parser.add_argument(
+        "--experts-timeout", type=float, default=2.0, help="seconds per consultation"
+    )
     limits = parser.add_argument_group("limits (see docs/SERVER.md)")
     limits.add_argument("--max-frame-bytes", type=int, default=1 << 20)
     limits.add_argument("--max-json-depth", type=int, default=64)
-    limits.add_argument("--max-pending", type=int, default=64, help="requests in flight per session")
-    limits.add_argument("--max-connections", type=int, default=0, help="per worker; 0 = from open-files limit")
+    limits.add_argument(
+        "--max-pending", type=int, default=64, help="requests in flight per session"
+    )
+    limits.add_argument(
+        "--max-connections", type=int, default=0, help="per worker; 0 = from open-files limit"
+    )
     limits.add_argument("--handshake-timeout", type=float, default=10.0)
     limits.add_argument("--write-high-water", type=int, default=256 << 10)
     limits.add_argument("--write-low-water", type=int, default=64 << 10)
@@ -50,11 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from connscale.core.protocol.limits import Limits
+    from connscale.core.protocol.limits import ServerLimits
     from connscale.server.config import ServerConfig
     from connscale.server.supervisor import serve
 
-    limits = Limits(
+    limits = ServerLimits(
         max_frame_bytes=args.max_frame_bytes,
         max_json_depth=args.max_json_depth,
         max_pending_per_session=args.max_pending,

@@ -31,6 +31,7 @@ def run_tool(
     protocol: McpProtocol,
     invoker: ToolInvoker,
     call: ToolCall,
+    *,
     tasks: set[asyncio.Task[Any]],
     alive: Callable[[], bool],
     on_reply: Callable[[bytes], None],

@@ -10,10 +10,16 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from connscale.core.protocol.framing import split_frames
-from connscale.core.protocol.http import HttpExchange, HttpSession, McpHttpHandler, SseStream
+from connscale.core.protocol.http import (
+    SSE_END,
+    HttpExchange,
+    HttpSession,
+    McpHttpHandler,
+    SseStream,
+)
 from connscale.core.protocol.jsonrpc import INVALID_REQUEST, encode_error
 from connscale.core.protocol.mcp import McpProtocol, ToolCall
 from connscale.engines._base import EngineStatistics, ToolInvoker, run_tool
@@ -41,7 +47,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio callbacks --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         engine = self._engine
         limits = engine._protocol.limits
         if engine._connections >= engine._max_connections:
@@ -109,8 +115,10 @@ class _Connection(asyncio.Protocol):
         return self._kind == _TCP and self._engine._protocol.is_initialized(self._slot)
 
     def waiting_for_request(self) -> bool:
-        return self._kind == _HTTP and self._slot == -1 and not (
-            self._exchange is not None and self._exchange.busy
+        return (
+            self._kind == _HTTP
+            and self._slot == -1
+            and not (self._exchange is not None and self._exchange.busy)
         )
 
     # -- TCP -----------------------------------------------------------------------------------
@@ -118,7 +126,9 @@ class _Connection(asyncio.Protocol):
     def _on_tcp_data(self, data: bytes) -> None:
         engine = self._engine
         partial, self._partial = self._partial, None
-        frames, tail, too_large = split_frames(partial, data, engine._protocol.limits.max_frame_bytes)
+        frames, tail, too_large = split_frames(
+            partial, data, engine._protocol.limits.max_frame_bytes
+        )
         handle = engine._protocol.handle_frame
         replies: list[bytes] = []
         for frame in frames:
@@ -154,7 +164,14 @@ class _Connection(asyncio.Protocol):
             self.send(data + b"\n")
 
         engine = self._engine
-        run_tool(engine._protocol, engine._invoker, call, engine._tasks, alive, reply)
+        run_tool(
+            engine._protocol,
+            engine._invoker,
+            call,
+            tasks=engine._tasks,
+            alive=alive,
+            on_reply=reply,
+        )
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -219,11 +236,18 @@ class _Connection(asyncio.Protocol):
                 self._exchange = None
 
         engine = self._engine
-        run_tool(engine._protocol, engine._invoker, pending.call, engine._tasks, alive, reply)
+        run_tool(
+            engine._protocol,
+            engine._invoker,
+            pending.call,
+            tasks=engine._tasks,
+            alive=alive,
+            on_reply=reply,
+        )
 
     def end_stream(self) -> None:
         if self._kind == _SSE:
-            self.send(SseStream.END)
+            self.send(SSE_END)
             self.close_after_flush()
 
 
@@ -307,9 +331,9 @@ class AsyncioEngine:
             _deadline, connection = deadlines.popleft()
             if connection.transport is None:
                 continue
-            if connection._kind == _TCP and not connection.initialized():
-                connection.transport.abort()
-            elif connection.waiting_for_request():
+            if (
+                connection._kind == _TCP and not connection.initialized()
+            ) or connection.waiting_for_request():
                 connection.transport.abort()
         if deadlines:
             self._sweeper = self._loop.call_later(max(0.0, deadlines[0][0] - now), self._sweep)

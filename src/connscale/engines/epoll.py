@@ -6,15 +6,18 @@ Connections are accepted with ``socket._accept()``, which returns a bare fd (no 
 object), read and written with ``os.read``/``os.write``, and mapped fd -> session slot in
 preallocated arrays sized from ``RLIMIT_NOFILE``. Peer addresses are discarded. Per-fd
 Python objects exist only while bytes are in flight: the bytes of one read (freed at
-once), the incomplete tail of an input frame, unsent output while the kernel buffer is full, an ``h11`` connection while an HTTP
-request is being parsed and answered. A generation counter per fd tells a late async
-answer that its connection is gone (the fd number may already belong to someone else).
+once), the incomplete tail of an input frame, unsent output while the kernel buffer is
+full, an ``h11`` connection while an HTTP request is being parsed and answered. A
+generation counter per fd tells a late async answer that its connection is gone (the fd
+number may already belong to someone else).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import logging
 import os
 import resource
 import select
@@ -24,13 +27,21 @@ from collections import deque
 from typing import Any, Final
 
 from connscale.core.protocol.framing import split_frames
-from connscale.core.protocol.http import HttpExchange, HttpSession, McpHttpHandler, SseStream
+from connscale.core.protocol.http import (
+    SSE_END,
+    HttpExchange,
+    HttpSession,
+    McpHttpHandler,
+    SseStream,
+)
 from connscale.core.protocol.jsonrpc import INVALID_REQUEST, encode_error
 from connscale.core.protocol.mcp import McpProtocol, ToolCall
 from connscale.engines._base import EngineStatistics, ToolInvoker, run_tool
 from connscale.errors import ServerError, TableFullError
 
 __all__ = ["EpollEngine"]
+
+_log = logging.getLogger(__name__)
 
 # What an fd is, one byte per fd (a bytearray, not objects).
 _FREE: Final = 0
@@ -103,10 +114,8 @@ class EpollEngine:
     def stop_accepting(self) -> None:
         """Stop taking new connections (existing ones go on)."""
         if self._epoll is not None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(self._listen_fd)
-            except (OSError, ValueError):
-                pass
 
     def close(self) -> None:
         """Close every connection and detach from the loop (the listener stays the caller's)."""
@@ -142,12 +151,19 @@ class EpollEngine:
                 continue
             if self._kind[fd] == _FREE:
                 continue
-            if events & select.EPOLLOUT:
-                self._flush(fd)
-                if self._kind[fd] == _FREE:
-                    continue
-            if events & (select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR):
-                self._read(fd)
+            try:
+                if events & select.EPOLLOUT:
+                    self._flush(fd)
+                    if self._kind[fd] == _FREE:
+                        continue
+                if events & (
+                    select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+                ):
+                    self._read(fd)
+            except Exception:
+                # A bug met by one connection must not stop the others: log it, drop that one.
+                _log.exception("closing a connection after an unexpected error")
+                self._close(fd)
 
     def _accept(self) -> None:
         accept = self._listener._accept  # type: ignore[attr-defined]
@@ -242,7 +258,9 @@ class EpollEngine:
         def reply(data: bytes) -> None:
             self._send(fd, data + b"\n")
 
-        run_tool(self._protocol, self._invoker, call, self._tasks, alive, reply)
+        run_tool(
+            self._protocol, self._invoker, call, tasks=self._tasks, alive=alive, on_reply=reply
+        )
 
     # -- HTTP: MCP Streamable HTTP -----------------------------------------------------------
 
@@ -309,13 +327,20 @@ class EpollEngine:
             elif exchange.idle:
                 self._exchanges.pop(fd, None)
 
-        run_tool(self._protocol, self._invoker, pending.call, self._tasks, alive, reply)
+        run_tool(
+            self._protocol,
+            self._invoker,
+            pending.call,
+            tasks=self._tasks,
+            alive=alive,
+            on_reply=reply,
+        )
 
     def close_stream(self, fd: int) -> None:
         """End an SSE stream from the server side (its session was deleted)."""
         if self._kind[fd] == _SSE:
             self._close_after_flush.add(fd)
-            self._send(fd, SseStream.END)
+            self._send(fd, SSE_END)
 
     # -- writing with flow control -----------------------------------------------------------
 
@@ -413,10 +438,8 @@ class EpollEngine:
         if kind == _FREE:
             return
         if self._epoll is not None:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
-            except (OSError, ValueError):
-                pass
         os.close(fd)
         self._connections -= 1
         self._kind[fd] = _FREE

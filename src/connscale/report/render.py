@@ -83,6 +83,7 @@ def summary_rows(run: Run) -> list[tuple[str, ...]]:
     for server in run.servers:
         marginal, overhead, r2, cv = _marginal(server)
         traffic = server.traffic
+        latency = server.latency if server.latency is not None else traffic
         rows.append(
             (
                 server.name,
@@ -95,7 +96,7 @@ def summary_rows(run: Run) -> list[tuple[str, ...]]:
                 cv,
                 _num(server.kernel_bytes_per_socket, ",.0f", " B"),
                 GAP if traffic is None else f"{traffic.throughput_rps:,.0f} req/s",
-                GAP if traffic is None else _num(traffic.p99_ms, ".2f", " ms"),
+                GAP if latency is None else _num(latency.p99_ms, ".2f", " ms"),
                 GAP if server.gc is None else _num(server.gc.p99_ms, ".3f", " ms"),
             )
         )
@@ -195,6 +196,15 @@ def render_markdown(run: Run) -> str:
                 f"Traffic: {t.requests:,} requests on {t.connections:,} connections in "
                 f"{t.duration_s:.1f} s ({t.throughput_rps:,.0f} req/s, {t.errors} errors), "
                 f"p50 {_num(t.p50_ms, '.2f', ' ms')}, p99 {_num(t.p99_ms, '.2f', ' ms')}.",
+            ]
+        if server.latency is not None:
+            t = server.latency
+            lines += [
+                "",
+                f"Latency: {t.requests:,} requests at a set rate on {t.connections:,} "
+                f"connections in {t.duration_s:.1f} s ({t.errors} errors), "
+                f"p50 {_num(t.p50_ms, '.2f', ' ms')}, p99 {_num(t.p99_ms, '.2f', ' ms')}, "
+                f"p99.9 {_num(t.p999_ms, '.2f', ' ms')}.",
             ]
         for note in server.notes:
             lines.append(f"- {note}")

@@ -40,7 +40,11 @@ class Tool:
     function: ToolFunction
 
     def descriptor(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "inputSchema": self.input_schema}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "inputSchema": self.input_schema,
+        }
 
 
 class ToolRegistry:
@@ -131,7 +135,11 @@ def build_registry(circle: CircleOfExperts | None = None) -> ToolRegistry:
             Tool(
                 "echo",
                 "Return the given text unchanged.",
-                {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]},
+                {
+                    "type": "object",
+                    "properties": {"text": {"type": "string"}},
+                    "required": ["text"],
+                },
                 _echo,
             ),
             Tool(

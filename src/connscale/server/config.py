@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from connscale.core.protocol.limits import Limits
+from connscale.core.protocol.limits import ServerLimits
 from connscale.errors import ConfigurationError
 
 __all__ = ["ServerConfig"]
@@ -31,7 +31,7 @@ class ServerConfig:
     workers: int = 1
     ready_file: Path | None = None
     stats_dir: Path | None = None
-    limits: Limits = field(default_factory=Limits)
+    limits: ServerLimits = field(default_factory=ServerLimits)
     http_path: str = "/mcp"
     sse_responses: bool = False
     allowed_origins: tuple[str, ...] = ()
@@ -69,6 +69,8 @@ class ServerConfig:
             import uvloop  # noqa: F401
         except ImportError:
             if self.loop == "uvloop":
-                raise ConfigurationError("loop 'uvloop' asked for but uvloop is not installed") from None
+                raise ConfigurationError(
+                    "loop 'uvloop' asked for but uvloop is not installed"
+                ) from None
             return False
         return self.loop == "uvloop" or self.engine == "asyncio"

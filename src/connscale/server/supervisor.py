@@ -153,8 +153,9 @@ class Worker:
         engine = self._build(listener)
         self.engine = engine
         self._stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        if not self._reuse_port:  # a worker leaves Ctrl-C to its supervisor (it forwards)
+            loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGUSR1, self.write_statistics)
         self._start_gc_recorder()
         if isinstance(engine, EpollEngine):
@@ -176,7 +177,7 @@ class Worker:
             engine.close()
             listener.close()
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
-                loop.remove_signal_handler(signum)
+                loop.remove_signal_handler(signum)  # False (no-op) when it was not set
             if self._gc_recorder is not None:
                 self._gc_recorder.stop()
 
@@ -287,7 +288,9 @@ class ServerHandle:
                 try:
                     pipe.recv()
                 except EOFError:
-                    raise ServerError("a worker exited before it listened (see its error above)") from None
+                    raise ServerError(
+                        "a worker exited before it listened (see its error above)"
+                    ) from None
                 pending.remove(pipe)
                 pipe.close()
 

@@ -7,6 +7,6 @@ from __future__ import annotations
 
 from connscale.core.protocol.framing import Frames, split_frames
 from connscale.core.protocol.jsonrpc import decode_message
-from connscale.core.protocol.limits import Limits
+from connscale.core.protocol.limits import ServerLimits
 
-__all__ = ["Frames", "Limits", "decode_message", "split_frames"]
+__all__ = ["Frames", "ServerLimits", "decode_message", "split_frames"]

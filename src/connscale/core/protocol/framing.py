@@ -26,8 +26,8 @@ def split_frames(
 ) -> Frames:
     """Split ``pending + data`` into newline-terminated frames (``\\r\\n`` accepted).
 
-    Empty lines are skipped. ``too_large`` is set at the first frame, complete or not, over ``max_frame_bytes``;
-    frames before it are returned, nothing after it is.
+    Empty lines are skipped. ``too_large`` is set at the first frame, complete or not,
+    over ``max_frame_bytes``; frames before it are returned, nothing after it is.
     """
     if pending:
         pending += data

@@ -15,12 +15,13 @@ foreign ``Origin``, 405 for other methods, 406/415 for wrong ``Accept``/``Conten
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, NamedTuple
 from urllib.parse import urlsplit
 
 import h11
 
+from connscale.core.codec import decode_session, encode_session
 from connscale.core.protocol.jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -33,10 +34,10 @@ from connscale.core.protocol.jsonrpc import (
 )
 from connscale.core.protocol.mcp import HANDSHAKE_PROTOCOL_VERSIONS, McpProtocol, ToolCall
 from connscale.core.protocol.tokens import RevocationTable, SessionSigner
-from connscale.core.session import decode_session, encode_session
 from connscale.errors import CorruptStateError, SessionError
 
 __all__ = [
+    "SSE_END",
     "HttpExchange",
     "HttpSession",
     "McpHttpHandler",
@@ -62,6 +63,10 @@ _REASONS: Final = {
 }
 
 
+#: The last chunk of a chunked body: ends an event stream cleanly.
+SSE_END: Final = b"0\r\n\r\n"
+
+
 def sse_event(data: bytes, *, event: bytes = b"message") -> bytes:
     """One server-sent event; ``data`` must hold no newline (compact JSON never does)."""
     return b"event: " + event + b"\ndata: " + data + b"\n\n"
@@ -77,9 +82,6 @@ class SseStream(NamedTuple):
 
     slot: int
     head: bytes
-
-    #: The last chunk of a chunked body: ends the stream cleanly.
-    END: Final = b"0\r\n\r\n"  # type: ignore[misc]
 
 
 class HttpSession(NamedTuple):
@@ -267,7 +269,7 @@ class McpHttpHandler:
     # -- sessions -----------------------------------------------------------------------------
 
     def _session(
-        self, exchange: HttpExchange, headers: list[tuple[bytes, bytes]]
+        self, exchange: HttpExchange, headers: Sequence[tuple[bytes, bytes]]
     ) -> tuple[int, bool, bytes] | bytes:
         """(slot, transient, token) for the request's session, or an error response."""
         token = _header(headers, b"mcp-session-id")
@@ -293,7 +295,7 @@ class McpHttpHandler:
             return self._error(exchange, 500, "server full: try again later")
 
     def _post(
-        self, exchange: HttpExchange, headers: list[tuple[bytes, bytes]]
+        self, exchange: HttpExchange, headers: Sequence[tuple[bytes, bytes]]
     ) -> bytes | HttpSession:
         content_type = _header(headers, b"content-type") or b""
         if content_type.split(b";", 1)[0].strip().lower() != _JSON:
@@ -364,7 +366,9 @@ class McpHttpHandler:
         """The connection closed mid-request; nothing to free (tool calls free themselves)."""
         exchange.busy = False
 
-    def _get(self, exchange: HttpExchange, headers: list[tuple[bytes, bytes]]) -> bytes | SseStream:
+    def _get(
+        self, exchange: HttpExchange, headers: Sequence[tuple[bytes, bytes]]
+    ) -> bytes | SseStream:
         if not _accepts(_header(headers, b"accept"), _SSE):
             return self._error(exchange, 406, "not acceptable: accept text/event-stream")
         found = self._session(exchange, headers)
@@ -397,7 +401,7 @@ class McpHttpHandler:
         self._streams.pop(slot, None)
         self._protocol.close_session(slot)
 
-    def _delete(self, exchange: HttpExchange, headers: list[tuple[bytes, bytes]]) -> bytes:
+    def _delete(self, exchange: HttpExchange, headers: Sequence[tuple[bytes, bytes]]) -> bytes:
         found = self._session(exchange, headers)
         if isinstance(found, bytes):
             return found

@@ -77,7 +77,7 @@ Message = Request | Notification | ClientResponse | Invalid
 
 class _Envelope(msgspec.Struct):
     jsonrpc: str | msgspec.UnsetType = msgspec.UNSET
-    id: int | str | None | msgspec.UnsetType = msgspec.UNSET
+    id: int | str | msgspec.UnsetType | None = msgspec.UNSET
     method: str | msgspec.UnsetType = msgspec.UNSET
     params: dict[str, Any] | list[Any] | msgspec.UnsetType = msgspec.UNSET
     # A client's result/error is never looked at: keep it undecoded.
@@ -122,7 +122,7 @@ def _salvage_id(frame: bytes | bytearray, max_id_length: int) -> RequestId | Non
     if isinstance(raw, dict):
         candidate = raw.get("id")
         if _valid_id(candidate, max_id_length):
-            return candidate  # type: ignore[no-any-return]
+            return candidate
     return None
 
 

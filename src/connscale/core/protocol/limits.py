@@ -10,11 +10,11 @@ from dataclasses import dataclass, fields
 
 from connscale.errors import ConfigurationError
 
-__all__ = ["Limits"]
+__all__ = ["ServerLimits"]
 
 
 @dataclass(frozen=True, slots=True)
-class Limits:
+class ServerLimits:
     """Per-connection and per-worker limits (bytes, counts, seconds).
 
     ``max_connections`` 0 means "derive from the open-files limit"; ``idle_timeout`` None
@@ -71,6 +71,6 @@ class Limits:
             )
 
     def connection_limit(self, open_files_limit: int, reserve: int = 64) -> int:
-        """Connections one worker may hold: ``max_connections`` or the open-files limit minus a reserve."""
+        """Connections one worker may hold: ``max_connections`` or open files minus a reserve."""
         derived = max(1, open_files_limit - reserve)
         return min(self.max_connections, derived) if self.max_connections else derived

@@ -34,7 +34,7 @@ from connscale.core.protocol.jsonrpc import (
     encode_result,
     encode_result_raw,
 )
-from connscale.core.protocol.limits import Limits
+from connscale.core.protocol.limits import ServerLimits
 from connscale.core.session import Phase, SessionTable, Transport, intern_capabilities
 
 __all__ = [
@@ -85,11 +85,11 @@ class McpProtocol:
         server_name: str = "connscale",
         server_version: str = "0",
         instructions: str | None = None,
-        limits: Limits | None = None,
+        limits: ServerLimits | None = None,
         transport: Transport = Transport.TCP,
     ) -> None:
         self._table = table
-        self._limits = limits or Limits()
+        self._limits = limits or ServerLimits()
         self._transport = transport
         self._tool_names = frozenset(str(tool["name"]) for tool in tools)
         self._tools_result = _encoder.encode({"tools": list(tools)})
@@ -110,7 +110,7 @@ class McpProtocol:
         return self._table
 
     @property
-    def limits(self) -> Limits:
+    def limits(self) -> ServerLimits:
         return self._limits
 
     def open_session(self, *, session_id: bytes | None = None) -> int:

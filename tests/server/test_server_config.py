@@ -1,0 +1,54 @@
+"""ServerConfig and ServerLimits validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from connscale.core.protocol.limits import ServerLimits
+from connscale.errors import ConfigurationError
+from connscale.server.config import ServerConfig
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"transport": "udp"},
+        {"engine": "kqueue"},
+        {"port": 70000},
+        {"workers": 0},
+        {"http_path": "mcp"},
+        {"loop": "x"},
+    ],
+)
+def test_bad_config(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        ServerConfig(**options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_frame_bytes": 0},
+        {"max_json_depth": -1},
+        {"idle_timeout": 0},
+        {"write_low_water": 10, "write_high_water": 5},
+        {"max_pending_per_session": True},
+    ],
+)
+def test_bad_limits(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        ServerLimits(**options)
+
+
+def test_connection_limit() -> None:
+    assert ServerLimits().connection_limit(20_000) == 19_936
+    assert ServerLimits(max_connections=100).connection_limit(20_000) == 100
+
+
+def test_uvloop_choice() -> None:
+    assert not ServerConfig(loop="asyncio", engine="asyncio").use_uvloop()
+    assert not ServerConfig(engine="epoll").use_uvloop()
+    pytest.importorskip("uvloop")
+    assert ServerConfig(engine="asyncio").use_uvloop()
