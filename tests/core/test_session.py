@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 from typing import Any
 
@@ -346,3 +347,27 @@ def test_table_matches_session_objects(ops: list[tuple[str, dict[str, Any]]]) ->
     for slot, session in model.items():
         assert table.session(slot) == session
         assert table.find(session.session_id) == slot
+
+
+def _anonymous_resident_bytes() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon in /proc/self/status")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_table_memory_is_committed_only_as_slots_are_used() -> None:
+    # A worker sizes its table for its worst case up front; unused slots must cost nothing,
+    # or memory would grow in steps rather than in a straight line with sessions.
+    before = _anonymous_resident_bytes()
+    table = SessionTable(capacity=1_000_000)
+    reserved = table.nbytes()
+    assert reserved >= 30_000_000
+    untouched = _anonymous_resident_bytes() - before
+    for _ in range(20_000):
+        table.allocate()
+    used = _anonymous_resident_bytes() - before
+    assert untouched < reserved / 20, f"{untouched} bytes committed for an empty table"
+    assert used - untouched < 20_000 * 64, f"{used - untouched} bytes for 20,000 sessions"

@@ -4,9 +4,12 @@
 strings. ``SessionTable`` is the form for 100K-1M sessions: every field lives in a column
 indexed by slot, so an idle session costs a few dozen bytes and no Python object at all:
 
-- fixed-width columns: the 16-byte id (``bytearray``), transport+phase packed in one byte,
-  ``created_at`` (``array('d')``), and small-int codes into intern tables for the protocol
-  version, the (client name, client version) pair and the capabilities;
+- fixed-width columns: the 16-byte id, transport+phase packed in one byte, ``created_at``
+  (a double), and small-int codes into intern tables for the protocol version, the (client
+  name, client version) pair and the capabilities. The columns are zeroed anonymous memory
+  maps that the kernel commits page by page as slots are first written, so a table sized
+  for a worker's worst case costs only what its live slots touched, and memory grows in a
+  straight line with sessions instead of in doubling steps;
 - intern tables hold each distinct value once with a reference count, so a value no live
   session uses any more is freed (a client sending a new name per connection cannot grow
   them beyond the live sessions);
@@ -19,6 +22,7 @@ indexed by slot, so an idle session costs a few dozen bytes and no Python object
 from __future__ import annotations
 
 import math
+import mmap
 import secrets
 import time
 from array import array
@@ -535,12 +539,12 @@ class SessionTable:
             )
         self._capacity = capacity
         self._max_capacity = max_capacity
-        self._ids = bytearray(SESSION_ID_BYTES * capacity)
-        self._state = bytearray(capacity)
-        self._created = array("d", bytes(8 * capacity))
-        self._protocol = array("I", bytes(4 * capacity))
-        self._client = array("I", bytes(4 * capacity))
-        self._caps = array("I", bytes(4 * capacity))
+        self._ids = _lazy_zeroed(SESSION_ID_BYTES * capacity)
+        self._state = _lazy_zeroed(capacity)
+        self._created = _lazy_zeroed(8 * capacity).cast("d")
+        self._protocol = _lazy_zeroed(4 * capacity).cast("I")
+        self._client = _lazy_zeroed(4 * capacity).cast("I")
+        self._caps = _lazy_zeroed(4 * capacity).cast("I")
         self._protocols: _InternTable[str] = _InternTable()
         self._clients: _InternTable[tuple[str | None, str | None]] = _InternTable()
         self._capabilities: _InternTable[Capabilities] = _InternTable()
@@ -642,12 +646,12 @@ class SessionTable:
                 "free slots or raise max_capacity"
             )
         new = self._capacity * 2 if limit is None else min(self._capacity * 2, limit)
-        extra = new - self._capacity
-        self._ids.extend(bytes(SESSION_ID_BYTES * extra))
-        self._state.extend(bytes(extra))
-        self._created.frombytes(bytes(8 * extra))
-        for column in (self._protocol, self._client, self._caps):
-            column.frombytes(bytes(4 * extra))
+        self._ids = _regrown(self._ids, SESSION_ID_BYTES * new)
+        self._state = _regrown(self._state, new)
+        self._created = _regrown(self._created, 8 * new)
+        self._protocol = _regrown(self._protocol, 4 * new)
+        self._client = _regrown(self._client, 4 * new)
+        self._caps = _regrown(self._caps, 4 * new)
         self._capacity = new
         if self._index is not None:
             self._rebuild_index()
@@ -878,9 +882,19 @@ class SessionTable:
         """Bytes held by the table: columns, intern tables, side dicts and index."""
         import sys
 
-        total = sys.getsizeof(self._ids) + sys.getsizeof(self._state)
-        for column in (self._created, self._protocol, self._client, self._caps, self._free):
-            total += sys.getsizeof(column)
+        # Columns count at their reserved size: an upper bound of what the kernel committed.
+        total = sum(
+            column.nbytes
+            for column in (
+                self._ids,
+                self._state,
+                self._created,
+                self._protocol,
+                self._client,
+                self._caps,
+            )
+        )
+        total += sys.getsizeof(self._free)
         if self._index is not None:
             total += sys.getsizeof(self._index)
         total += sys.getsizeof(self._pending) + sys.getsizeof(self._metadata)
@@ -890,6 +904,23 @@ class SessionTable:
 
     def __repr__(self) -> str:
         return f"<SessionTable live={self._live} capacity={self._capacity}>"
+
+
+def _lazy_zeroed(nbytes: int) -> memoryview:
+    """Zeroed memory that the kernel commits page by page when first written.
+
+    ``bytearray(n)`` and ``array(...)`` write every byte up front; an anonymous map does
+    not, so an unused tail of a column costs nothing.
+    """
+    return memoryview(mmap.mmap(-1, max(nbytes, 1)))
+
+
+def _regrown(column: memoryview[Any], nbytes: int) -> Any:
+    """A larger zeroed column holding the old one's contents (same item format)."""
+    grown: memoryview[Any] = _lazy_zeroed(nbytes).cast(column.format)  # type: ignore[call-overload]
+    grown[: len(column)] = column
+    column.release()
+    return grown
 
 
 def _index_size(capacity: int) -> int:

@@ -7,13 +7,18 @@ engine drops it when the connection goes idle. Sessions travel in signed tokens 
 an open GET event stream keeps its slot (and nothing else) for as long as it stays open.
 
 Status codes follow the specification and the official SDK: 400 for a missing session id
-or an unsupported ``MCP-Protocol-Version``, 404 for an unknown or ended session, 403 for a
-foreign ``Origin``, 405 for other methods, 406/415 for wrong ``Accept``/``Content-Type``,
-409 for a second GET stream of one session (on this worker), 413 for an oversized body.
+or an unsupported ``MCP-Protocol-Version``, 401 for a missing or wrong bearer token (when
+one is configured), 404 for an unknown or ended session, 403 for a foreign ``Origin``,
+405 for other methods, 406/415 for wrong ``Accept``/``Content-Type``, 409 for a second GET
+stream of one session (on this worker), 413 for an oversized body.
+
+Secrets (the bearer token, session tokens) are never logged and never put in an error
+message: this module logs nothing, and its error bodies are fixed strings.
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Final, NamedTuple
@@ -34,7 +39,7 @@ from connscale.core.protocol.jsonrpc import (
 )
 from connscale.core.protocol.mcp import HANDSHAKE_PROTOCOL_VERSIONS, McpProtocol, ToolCall
 from connscale.core.protocol.tokens import RevocationTable, SessionSigner
-from connscale.errors import CorruptStateError, SessionError
+from connscale.errors import ConfigurationError, CorruptStateError, SessionError
 
 __all__ = [
     "SSE_END",
@@ -51,6 +56,7 @@ _SSE: Final = b"text/event-stream"
 _LOCAL_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 _REASONS: Final = {
     400: b"Bad Request",
+    401: b"Unauthorized",
     403: b"Forbidden",
     404: b"Not Found",
     405: b"Method Not Allowed",
@@ -95,19 +101,39 @@ class HttpSession(NamedTuple):
 
 
 class HttpExchange:
-    """The state of one HTTP connection while a request is in flight (h11 does the parsing)."""
+    """The state of one HTTP connection while a request is in flight (h11 does the parsing).
 
-    __slots__ = ("body", "busy", "closing", "conn", "request")
+    ``max_backlog`` bounds the bytes held unparsed while a request is being answered (a
+    pipelining client); past it the rest is dropped and the connection closes after the
+    answer, so a client cannot make the server hold more than that.
+    """
 
-    def __init__(self, max_header_bytes: int) -> None:
+    __slots__ = ("body", "busy", "closing", "conn", "max_backlog", "request")
+
+    def __init__(self, max_header_bytes: int, max_backlog: int | None = None) -> None:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_header_bytes)
         self.request: h11.Request | None = None
         self.body = bytearray()
         self.busy = False  # a request was read and its answer is not sent yet
         self.closing = False  # an answer after which the connection must close
+        self.max_backlog = max_header_bytes if max_backlog is None else max_backlog
 
     def receive(self, data: bytes) -> None:
+        """Hand bytes to h11; while an answer is pending, hold at most ``max_backlog``."""
+        # Bytes of the request's own body are parsed at once (and bounded by the body limit).
+        if self.busy and data and self.conn.their_state is not h11.SEND_BODY:
+            if self.closing:
+                return  # already over the backlog: the connection closes after the answer
+            # h11 buffers whatever it is given until the answer is sent: bound it here.
+            if len(self.conn.trailing_data[0]) + len(data) > self.max_backlog:
+                self.closing = True
+                return
         self.conn.receive_data(data)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes this exchange holds: unparsed input plus the body read so far."""
+        return len(self.conn.trailing_data[0]) + len(self.body)
 
     @property
     def must_close(self) -> bool:
@@ -157,6 +183,7 @@ class McpHttpHandler:
 
     __slots__ = (
         "_allowed_origins",
+        "_bearer_token",
         "_on_stream_end",
         "_path",
         "_protocol",
@@ -175,8 +202,13 @@ class McpHttpHandler:
         path: str = "/mcp",
         sse_responses: bool = False,
         allowed_origins: Iterable[str] = (),
+        bearer_token: bytes | None = None,
     ) -> None:
+        if bearer_token is not None and not bearer_token:
+            raise ConfigurationError("a bearer token must not be empty")
         self._protocol = protocol
+        # Compared in constant time with every request's "Authorization: Bearer ..." header.
+        self._bearer_token = bearer_token
         self._signer = signer or SessionSigner()
         self._revoked = revoked or RevocationTable()
         self._path = path.encode("ascii")
@@ -196,7 +228,11 @@ class McpHttpHandler:
         return len(self._streams)
 
     def new_exchange(self) -> HttpExchange:
-        return HttpExchange(self._protocol.limits.max_header_bytes)
+        limits = self._protocol.limits
+        # Room for one more whole request pipelined behind the one being answered.
+        return HttpExchange(
+            limits.max_header_bytes, limits.max_header_bytes + limits.max_frame_bytes
+        )
 
     # -- reading requests ---------------------------------------------------------------------
 
@@ -242,6 +278,13 @@ class McpHttpHandler:
         origin = _header(headers, b"origin")
         if origin is not None and not self._origin_allowed(origin):
             return self._error(exchange, 403, "forbidden: Origin not allowed")
+        if self._bearer_token is not None and not self._authorized(headers):
+            return self._error(
+                exchange,
+                401,
+                "unauthorized: send Authorization: Bearer <token>",
+                extra=[(b"www-authenticate", b'Bearer realm="mcp"')],
+            )
         version = _header(headers, b"mcp-protocol-version")
         if version is not None and version.decode("latin-1") not in HANDSHAKE_PROTOCOL_VERSIONS:
             return self._error(exchange, 400, "bad request: unsupported MCP-Protocol-Version")
@@ -255,6 +298,18 @@ class McpHttpHandler:
         return self._error(
             exchange, 405, "method not allowed", extra=[(b"allow", b"GET, POST, DELETE")]
         )
+
+    def _authorized(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        expected = self._bearer_token
+        assert expected is not None
+        value = _header(headers, b"authorization")
+        if value is None:
+            return False
+        scheme, _, presented = value.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        # Constant time: the comparison does not tell how many leading bytes were right.
+        return hmac.compare_digest(presented.strip(), expected)
 
     def _origin_allowed(self, origin: bytes) -> bool:
         text = origin.decode("latin-1").rstrip("/")

@@ -10,6 +10,7 @@ connection costs what its slot costs. Lifecycle, as the official Python SDK nego
 * ``ping`` is answered in every phase; other known methods before ``initialize`` are
   refused with -32600; unknown methods get -32601 in every phase (clients probing with
   ``server/discover`` key off that code and fall back to ``initialize``).
+* A ``notifications/...`` method sent with an id is refused with -32600 and has no effect.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ HANDSHAKE_PROTOCOL_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", 
 LATEST_PROTOCOL_VERSION: Final = HANDSHAKE_PROTOCOL_VERSIONS[-1]
 
 _EMPTY_RESULT: Final = b"{}"
+_ECHO_CHARS: Final = 64  # longest piece of client input quoted back in an error message
 _encoder: Final = msgspec.json.Encoder()
 
 
@@ -169,7 +171,16 @@ class McpProtocol:
         if method == "initialize":
             return self._initialize(slot, request)
         if method not in ("tools/list", "tools/call"):
-            return encode_error(request.id, METHOD_NOT_FOUND, f"method not found: {method}")
+            if method.startswith("notifications/"):
+                # MCP: notifications MUST NOT carry an id. One that does is a request the
+                # client will wait on, so it is answered (refused) and has no effect.
+                return encode_error(
+                    request.id, INVALID_REQUEST, "invalid request: a notification has no id"
+                )
+            # Echo at most a short prefix: a client's megabyte method name is not sent back.
+            return encode_error(
+                request.id, METHOD_NOT_FOUND, f"method not found: {method[:_ECHO_CHARS]!r}"
+            )
         if self._table.get(slot, "protocol_version") is None:
             return encode_error(
                 request.id, INVALID_REQUEST, "session not initialized: send initialize first"
@@ -195,7 +206,7 @@ class McpProtocol:
                 request_id, INVALID_PARAMS, "tools/call 'arguments' must be an object"
             )
         if name not in self._tool_names:
-            return encode_error(request_id, INVALID_PARAMS, f"unknown tool: {name}")
+            return encode_error(request_id, INVALID_PARAMS, f"unknown tool: {name[:_ECHO_CHARS]!r}")
         table = self._table
         if table.pending_count(slot) >= self._limits.max_pending_per_session:
             return encode_error(request_id, INVALID_REQUEST, "too many requests in flight")

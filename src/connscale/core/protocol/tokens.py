@@ -59,7 +59,10 @@ class SessionSigner:
             raw = base64.urlsafe_b64decode(token + b"=" * (-len(token) % 4))
         except (binascii.Error, ValueError):
             return None
-        if len(raw) <= _TAG_BYTES:
+        # The decoder skips characters outside the alphabet, reads "+/" like "-_" and ignores
+        # the spare bits of the last character: only the one canonical spelling is accepted,
+        # so that changing any character of a token is refused.
+        if len(raw) <= _TAG_BYTES or base64.urlsafe_b64encode(raw).rstrip(b"=") != token:
             return None
         state, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
         expected = hmac.digest(self._key, state, hashlib.sha256)

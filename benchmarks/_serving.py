@@ -1,0 +1,148 @@
+"""Shared by the hostile and soak benchmarks: a served subprocess and a small MCP client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_VERSION = "2025-06-18"
+INIT = (
+    json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "connscale-bench", "version": "1"},
+            },
+        }
+    ).encode()
+    + b"\n"
+)
+INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
+
+
+def ping(request_id: int) -> bytes:
+    return b'{"jsonrpc":"2.0","id":%d,"method":"ping"}\n' % request_id
+
+
+def echo(request_id: int, text: str) -> bytes:
+    message = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": text}},
+    }
+    return json.dumps(message).encode() + b"\n"
+
+
+@dataclass
+class Served:
+    """A running ``connscale serve``: its process, port and the pids holding connections."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    pids: list[int]
+
+
+@contextlib.contextmanager
+def served(arguments: Sequence[str], *, timeout: float = 30.0) -> Iterator[Served]:
+    """Start ``connscale serve ARGS`` and stop it (SIGTERM, then SIGKILL) when done."""
+    with tempfile.TemporaryDirectory(prefix="connscale-bench-") as scratch:
+        ready_file = Path(scratch) / "ready.json"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "connscale", "serve", "--ready-file", str(ready_file)]
+            + list(arguments)
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not ready_file.exists():
+                if process.poll() is not None:
+                    raise RuntimeError(f"server exited with {process.returncode} before ready")
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not become ready in time")
+                time.sleep(0.02)
+            ready = json.loads(ready_file.read_text())
+            yield Served(process, int(ready["port"]), [int(pid) for pid in ready["pids"]])
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.wait(5)
+
+
+class McpClient:
+    """One newline-JSON MCP session over asyncio streams (the benchmark's side, not measured)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._next_id = 1
+
+    @classmethod
+    async def connect(cls, port: int, *, initialize: bool = True) -> McpClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
+        client = cls(reader, writer)
+        if initialize:
+            await client.initialize()
+        return client
+
+    async def initialize(self) -> None:
+        self.writer.write(INIT)
+        reply = await self.receive()
+        if "result" not in reply:
+            raise RuntimeError(f"initialize failed: {reply}")
+        self.writer.write(INITIALIZED)
+
+    async def receive(self) -> dict[str, Any]:
+        line = await self.reader.readline()
+        if not line:
+            raise ConnectionError("the server closed the connection")
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    async def request(self, build: Any, *args: Any) -> dict[str, Any]:
+        request_id = self._next_id
+        self._next_id += 1
+        self.writer.write(build(request_id, *args))
+        reply = await self.receive()
+        if reply.get("id") != request_id:
+            raise RuntimeError(f"reply to {reply.get('id')} while waiting for {request_id}")
+        return reply
+
+    async def timed_ping(self) -> float:
+        """Seconds one ping took, request written to reply read."""
+        started = time.perf_counter()
+        reply = await self.request(ping)
+        if reply.get("result") != {}:
+            raise RuntimeError(f"ping failed: {reply}")
+        return time.perf_counter() - started
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile (``fraction`` in 0..1) of ``values``."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[rank]
