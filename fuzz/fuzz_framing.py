@@ -1,0 +1,57 @@
+"""Fuzz the newline framer: any bytes, any split, any limit.
+
+Checks: frames hold no newline and never exceed the limit, the kept tail never exceeds it,
+and splitting the stream anywhere gives the same frames as reading it whole.
+Run: ``python fuzz/fuzz_framing.py -max_total_time=180`` (see fuzz/README.md).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from connscale.core.protocol.framing import split_frames
+
+
+def split_stream(stream: bytes, cuts: list[int], limit: int) -> tuple[list[bytes], bool]:
+    frames: list[bytes] = []
+    tail = None
+    position = 0
+    for cut in [*cuts, len(stream)]:
+        if cut < position:
+            continue
+        result = split_frames(tail, stream[position:cut], limit)
+        position = cut
+        for frame in result.frames:
+            assert b"\n" not in frame and 0 < len(frame) <= limit, frame
+        frames.extend(result.frames)
+        if result.too_large:
+            return frames, True
+        tail = result.tail
+        assert tail is None or 0 < len(tail) <= limit, "the framer keeps more than the limit"
+    return frames, False
+
+
+def test_one_input(data: bytes) -> None:
+    if len(data) < 3:
+        return
+    limit = 1 + data[0] % 64
+    cut_count = data[1] % 8
+    stream = data[2 + cut_count :]
+    cuts = sorted(min(len(stream), b) for b in data[2 : 2 + cut_count])
+    whole, whole_too_large = split_stream(stream, [], limit)
+    pieces, pieces_too_large = split_stream(stream, cuts, limit)
+    assert whole_too_large == pieces_too_large or pieces_too_large, "split changed the outcome"
+    if not whole_too_large and not pieces_too_large:
+        assert whole == pieces, "splitting the stream changed the frames"
+
+
+def main() -> None:
+    import atheris
+
+    atheris.instrument_all()
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

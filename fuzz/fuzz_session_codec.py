@@ -1,0 +1,52 @@
+"""Fuzz the session codec and the signed session token, which decode bytes from outside.
+
+Checks: ``decode_session`` raises ``CorruptStateError`` and nothing else; what it accepts
+encodes again and decodes to an equal session; ``SessionSigner.verify`` never raises and
+accepts no token but the one it signed (any changed character is refused).
+Run: ``python fuzz/fuzz_session_codec.py -max_total_time=180 fuzz/corpus/session``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from connscale.core.codec import decode_session, encode_session
+from connscale.core.protocol.tokens import SessionSigner
+from connscale.errors import ConfigurationError, CorruptStateError
+
+_signer = SessionSigner(b"f" * 32)
+
+
+def test_one_input(data: bytes) -> None:
+    try:
+        session = decode_session(data)
+    except CorruptStateError:
+        session = None
+    if session is not None:
+        try:
+            again = encode_session(session)
+        except ConfigurationError:
+            again = None  # e.g. metadata the encoder's size limit refuses: not a crash
+        if again is not None:
+            assert decode_session(again) == session, "a decoded session does not round-trip"
+    text = data.decode("latin-1")
+    assert _signer.verify(text) is None or _signer.sign(_signer.verify(text) or b"") == text
+    if len(data) > 1:
+        token = _signer.sign(data[1:])
+        index = data[0] % len(token)
+        replacement = "A" if token[index] != "A" else "B"
+        tampered = token[:index] + replacement + token[index + 1 :]
+        assert _signer.verify(token) == data[1:]
+        assert _signer.verify(tampered) is None, "a tampered token was accepted"
+
+
+def main() -> None:
+    import atheris
+
+    atheris.instrument_all()
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
