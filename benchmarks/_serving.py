@@ -56,17 +56,29 @@ class Served:
     process: subprocess.Popen[bytes]
     port: int
     pids: list[int]
+    ready_file: Path
+
+    def current_pids(self) -> list[int]:
+        """The pids now holding connections (the supervisor rewrites them on a restart)."""
+        return [int(pid) for pid in json.loads(self.ready_file.read_text())["pids"]]
 
 
 @contextlib.contextmanager
-def served(arguments: Sequence[str], *, timeout: float = 30.0) -> Iterator[Served]:
-    """Start ``connscale serve ARGS`` and stop it (SIGTERM, then SIGKILL) when done."""
+def served(
+    arguments: Sequence[str] = (), *, config: dict[str, Any] | None = None, timeout: float = 30.0
+) -> Iterator[Served]:
+    """Start ``connscale serve ARGS`` and stop it (SIGTERM, then SIGKILL) when done.
+
+    With ``config`` (``ServerConfig`` fields, ``limits`` as a dict of ``ServerLimits``
+    fields) the server is started from Python instead, for settings the CLI does not take.
+    """
     with tempfile.TemporaryDirectory(prefix="connscale-bench-") as scratch:
         ready_file = Path(scratch) / "ready.json"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "connscale", "serve", "--ready-file", str(ready_file)]
-            + list(arguments)
-        )
+        if config is not None:
+            command = [sys.executable, "-m", "benchmarks._serving", json.dumps(config)]
+        else:
+            command = [sys.executable, "-m", "connscale", "serve", *arguments]
+        process = subprocess.Popen([*command, "--ready-file", str(ready_file)])
         try:
             deadline = time.monotonic() + timeout
             while not ready_file.exists():
@@ -76,7 +88,8 @@ def served(arguments: Sequence[str], *, timeout: float = 30.0) -> Iterator[Serve
                     raise RuntimeError("server did not become ready in time")
                 time.sleep(0.02)
             ready = json.loads(ready_file.read_text())
-            yield Served(process, int(ready["port"]), [int(pid) for pid in ready["pids"]])
+            pids = [int(pid) for pid in ready["pids"]]
+            yield Served(process, int(ready["port"]), pids, ready_file)
         finally:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -146,3 +159,18 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     ordered = sorted(values)
     rank = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
     return ordered[rank]
+
+
+def _serve_from_json(argv: list[str]) -> int:
+    """``python -m benchmarks._serving CONFIG_JSON --ready-file PATH``: serve that config."""
+    from connscale.core.protocol.limits import ServerLimits
+    from connscale.server.config import ServerConfig
+    from connscale.server.supervisor import serve
+
+    fields = json.loads(argv[0])
+    limits = ServerLimits(**fields.pop("limits", {}))
+    return serve(ServerConfig(**fields, limits=limits, ready_file=Path(argv[2])))
+
+
+if __name__ == "__main__":
+    sys.exit(_serve_from_json(sys.argv[1:]))

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import platform
+import signal
 import sys
 import time
 from array import array
@@ -39,6 +41,8 @@ class Counters:
     request_failures: int = 0
     latencies: array[float] = field(default_factory=lambda: array("d"))
     errors: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    interrupted: bool = False
 
     def failed(self, what: str, exc: BaseException) -> None:
         if len(self.errors) < 10:  # keep the first few for the report, not all of them
@@ -114,14 +118,22 @@ async def soak(
     ]
     workers.append(asyncio.ensure_future(_churn(port, churn_rate, stop, counters)))
     profiler = Profiler(pid, record_gc=False, max_snapshots=100_000)
+    interrupted = asyncio.Event()  # SIGTERM/SIGINT: end early, still report what ran
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, interrupted.set)
     started = time.monotonic()
-    await asyncio.sleep(warmup)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(interrupted.wait(), warmup)
     profiler.start()
-    while time.monotonic() - started < duration:
+    while time.monotonic() - started < duration and not interrupted.is_set():
         profiler.snapshot()
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(interrupted.wait(), interval)
     profiler.snapshot()
     profiler.stop()
+    counters.elapsed = time.monotonic() - started
+    counters.interrupted = interrupted.is_set()
     stop.set()
     await asyncio.gather(*workers)
     return counters, profiler
@@ -132,6 +144,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     warmup = duration * args.warmup
     interval = args.interval or min(5.0, max(0.1, (duration - warmup) / 300))
     arguments = ["--engine", args.engine, "--max-connections", "2000"]
+    if args.handshake_timeout is not None:
+        arguments += ["--handshake-timeout", str(args.handshake_timeout)]
     wall_started = time.time()
     with served(arguments) as server:
         counters, profiler = asyncio.run(
@@ -157,7 +171,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_started)),
         "engine": args.engine,
-        "duration_s": round(duration, 1),
+        "duration_s": round(counters.elapsed, 1),
+        "planned_s": round(duration, 1),
+        "interrupted": counters.interrupted,
         "warmup_s": round(warmup, 1),
         "sessions_churned": counters.churned,
         "churn_failures": counters.churn_failures,
@@ -193,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.2, help="share of the run not sampled")
     parser.add_argument("--interval", type=float, help="seconds between memory samples")
     parser.add_argument("--leak-bytes-per-session", type=float, default=8.0)
+    parser.add_argument(
+        "--handshake-timeout",
+        type=float,
+        help="the server's (a closed connection's timer lingers this long: keep it under the "
+        "warm-up in short runs)",
+    )
     parser.add_argument("--out", type=Path, help="write the summary JSON here")
     args = parser.parse_args(argv)
     duration = args.seconds if args.seconds is not None else args.minutes * 60.0

@@ -13,6 +13,7 @@ import h11
 from connscale.core.protocol.http import HttpExchange, HttpSession, McpHttpHandler, SseStream
 from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.mcp import McpProtocol, ToolCall
+from connscale.core.protocol.tokens import RevocationTable, SessionSigner
 from connscale.core.session import SessionTable, Transport
 
 #: JSON-RPC error codes the server may answer with (docs/SERVER.md, "Protocol").
@@ -56,13 +57,19 @@ def check_protocol_outcome(protocol: McpProtocol, outcome: bytes | ToolCall | No
 
 
 def make_http_handler(bearer_token: bytes | None = None) -> McpHttpHandler:
+    """A handler with small limits and a fixed key: tokens from one work in the next."""
     protocol = McpProtocol(
         SessionTable(index_by_id=True),
         tools=TOOLS,
         limits=SMALL_LIMITS,
         transport=Transport.HTTP,
     )
-    return McpHttpHandler(protocol, bearer_token=bearer_token)
+    return McpHttpHandler(
+        protocol,
+        bearer_token=bearer_token,
+        signer=SessionSigner(b"fuzzing-key-" * 3),
+        revoked=RevocationTable(1024),
+    )
 
 
 def http_status(response: bytes) -> int:

@@ -7,9 +7,21 @@ Run: ``python fuzz/fuzz_framing.py -max_total_time=180`` (see fuzz/README.md).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
-from connscale.core.protocol.framing import split_frames
+
+def _instrumented() -> contextlib.AbstractContextManager[object]:
+    """Coverage instrumentation for the code under test, only when run by atheris."""
+    if __name__ != "__main__":
+        return contextlib.nullcontext()  # imported by the test suite
+    import atheris
+
+    return atheris.instrument_imports(include=["connscale", "_targets", "h11"])
+
+
+with _instrumented():
+    from connscale.core.protocol.framing import split_frames
 
 
 def split_stream(stream: bytes, cuts: list[int], limit: int) -> tuple[list[bytes], bool]:
@@ -27,7 +39,9 @@ def split_stream(stream: bytes, cuts: list[int], limit: int) -> tuple[list[bytes
         if result.too_large:
             return frames, True
         tail = result.tail
-        assert tail is None or 0 < len(tail) <= limit, "the framer keeps more than the limit"
+        # One byte over is allowed: the CR of a CRLF whose LF is in the next read.
+        assert tail is None or 0 < len(tail) <= limit + 1, "the framer keeps more than the limit"
+        assert tail is None or len(tail) <= limit or tail.endswith(b"\r")
     return frames, False
 
 
@@ -40,15 +54,13 @@ def test_one_input(data: bytes) -> None:
     cuts = sorted(min(len(stream), b) for b in data[2 : 2 + cut_count])
     whole, whole_too_large = split_stream(stream, [], limit)
     pieces, pieces_too_large = split_stream(stream, cuts, limit)
-    assert whole_too_large == pieces_too_large or pieces_too_large, "split changed the outcome"
-    if not whole_too_large and not pieces_too_large:
-        assert whole == pieces, "splitting the stream changed the frames"
+    assert whole_too_large == pieces_too_large, "splitting the stream changed the outcome"
+    assert whole == pieces, "splitting the stream changed the frames"
 
 
 def main() -> None:
     import atheris
 
-    atheris.instrument_all()
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 

@@ -8,13 +8,25 @@ Run: ``python fuzz/fuzz_jsonrpc.py -max_total_time=180 fuzz/corpus/jsonrpc``.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
-from _targets import INITIALIZE, SMALL_LIMITS, TOOLS, check_protocol_outcome
 
-from connscale.core.protocol.jsonrpc import decode_message
-from connscale.core.protocol.mcp import McpProtocol
-from connscale.core.session import SessionTable
+def _instrumented() -> contextlib.AbstractContextManager[object]:
+    """Coverage instrumentation for the code under test, only when run by atheris."""
+    if __name__ != "__main__":
+        return contextlib.nullcontext()  # imported by the test suite
+    import atheris
+
+    return atheris.instrument_imports(include=["connscale", "_targets", "h11"])
+
+
+with _instrumented():
+    from _targets import INITIALIZE, SMALL_LIMITS, TOOLS, check_protocol_outcome
+
+    from connscale.core.protocol.jsonrpc import decode_message
+    from connscale.core.protocol.mcp import McpProtocol
+    from connscale.core.session import SessionTable
 
 _protocol = McpProtocol(SessionTable(), tools=TOOLS, limits=SMALL_LIMITS)
 
@@ -35,7 +47,6 @@ def test_one_input(data: bytes) -> None:
 def main() -> None:
     import atheris
 
-    atheris.instrument_all()
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 

@@ -105,3 +105,24 @@ def test_http_session_works_on_any_worker(tmp_path: Path) -> None:
             assert reply.status_code == 404
         process.send_signal(signal.SIGINT)
         assert process.wait(15) == 0
+
+
+def test_socket_send_buffer_is_set_on_the_listener_and_validated() -> None:
+    from connscale.errors import ConfigurationError
+    from connscale.server.config import ServerConfig
+    from connscale.server.supervisor import _bind
+
+    capped = _bind(ServerConfig(socket_send_buffer=64 << 10), 0, reuse_port=False)
+    default = _bind(ServerConfig(), 0, reuse_port=False)
+    try:
+        # Linux doubles the value asked for (bookkeeping overhead); autotuning starts lower.
+        assert capped.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= 64 << 10
+        assert capped.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) != default.getsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF
+        )
+    finally:
+        capped.close()
+        default.close()
+    for bad in ({"socket_send_buffer": -1}, {"http_keepalive_timeout": 0}):
+        with pytest.raises(ConfigurationError):
+            ServerConfig(**bad)  # type: ignore[arg-type]

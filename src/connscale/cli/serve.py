@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 HELP = "run the reference MCP server (TCP newline-JSON or Streamable HTTP)"
 DESCRIPTION = """\
@@ -16,6 +17,8 @@ TCP speaks newline-delimited JSON-RPC (MCP's stdio framing over a socket); HTTP 
 Streamable HTTP at /mcp. --ready-file gets {transport, engine, host, port, supervisor_pid,
 pids} once every worker listens; with --stats-dir, SIGUSR1 makes each worker write
 DIR/worker-<pid>.json. SIGTERM or Ctrl-C stops the server cleanly (exit 0).
+HTTP binds 127.0.0.1 unless --host says otherwise, refuses foreign Origin headers (403),
+and with --token-file PATH asks every request for that bearer token (401 otherwise).
 """
 
 
@@ -41,6 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ORIGIN",
         help="HTTP: an Origin to accept besides localhost (repeatable)",
     )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="PATH",
+        help="HTTP: require 'Authorization: Bearer <token>', the token read from PATH",
+    )
     parser.add_argument("--experts", help="expert plugins: 'package.module:callable,...'")
     parser.add_argument(
         "--experts-timeout", type=float, default=2.0, help="seconds per consultation"
@@ -48,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("limits (see docs/SERVER.md)")
     limits.add_argument("--max-frame-bytes", type=int, default=1 << 20)
     limits.add_argument("--max-json-depth", type=int, default=64)
+    limits.add_argument(
+        "--max-json-items", type=int, default=1 << 15, help="JSON values in one message's params"
+    )
     limits.add_argument(
         "--max-pending", type=int, default=64, help="requests in flight per session"
     )
@@ -61,13 +73,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from connscale.core.protocol.limits import ServerLimits
+    from connscale.errors import ConfigurationError
+    from connscale.server.app import read_token_file
     from connscale.server.config import ServerConfig
     from connscale.server.supervisor import serve
+
+    config_options: dict[str, Any] = {}
+    if args.token_file is not None:
+        if args.transport != "http":
+            raise ConfigurationError("--token-file needs --transport http")
+        config_options["bearer_token"] = read_token_file(args.token_file)
+        if "bearer_token" not in {field.name for field in fields(ServerConfig)}:
+            # The server side (ServerConfig.bearer_token -> McpHttpHandler) is wired by the
+            # configuration; refuse rather than serve without the authentication asked for.
+            raise ConfigurationError("--token-file is not supported by this server build yet")
 
     limits = ServerLimits(
         max_frame_bytes=args.max_frame_bytes,
         max_json_depth=args.max_json_depth,
+        max_json_items=args.max_json_items,
         max_pending_per_session=args.max_pending,
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,
@@ -89,5 +116,6 @@ def run(args: argparse.Namespace) -> int:
         allowed_origins=tuple(args.allowed_origin),
         experts=args.experts,
         experts_timeout=args.experts_timeout,
+        **config_options,
     )
     return serve(config)

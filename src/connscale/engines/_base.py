@@ -12,7 +12,14 @@ from typing import Any, Generic, TypeVar
 from connscale.core.protocol.jsonrpc import INTERNAL_ERROR
 from connscale.core.protocol.mcp import McpProtocol, ToolCall
 
-__all__ = ["EngineStatistics", "TimerWheel", "ToolInvoker", "ToolResult", "run_tool", "timer_resolution"]
+__all__ = [
+    "EngineStatistics",
+    "TimerWheel",
+    "ToolInvoker",
+    "ToolResult",
+    "run_tool",
+    "timer_resolution",
+]
 
 Item = TypeVar("Item")
 

@@ -23,7 +23,6 @@ import resource
 import select
 import socket
 from array import array
-from collections import deque
 from typing import Any, Final
 
 from connscale.core.protocol.framing import split_frames
@@ -36,7 +35,13 @@ from connscale.core.protocol.http import (
 )
 from connscale.core.protocol.jsonrpc import INVALID_REQUEST, encode_error
 from connscale.core.protocol.mcp import McpProtocol, ToolCall
-from connscale.engines._base import EngineStatistics, ToolInvoker, run_tool
+from connscale.engines._base import (
+    EngineStatistics,
+    TimerWheel,
+    ToolInvoker,
+    run_tool,
+    timer_resolution,
+)
 from connscale.errors import ServerError, TableFullError
 
 __all__ = ["EpollEngine"]
@@ -49,19 +54,31 @@ _TCP: Final = 1
 _HTTP: Final = 2  # an HTTP connection between or inside requests
 _SSE: Final = 3  # an open GET event stream, kept by its session slot
 
+# Why reading is stopped, one byte per fd.
+_READING: Final = 0
+_PAUSED: Final = 1  # output above the high water mark: resumes below the low one
+_HALF_CLOSED: Final = 2  # the client shut its side: answer what it asked, then close
+
 _READ_MASK: Final = select.EPOLLIN | select.EPOLLRDHUP
 _WRITE_MASK: Final = select.EPOLLOUT
 _RECV_SIZE: Final = 64 << 10
-_ACCEPTS_PER_WAKEUP: Final = 256
+_ACCEPTS_PER_WAKEUP: Final = 64  # then the loop looks at other connections again
 _EVENTS_PER_WAKEUP: Final = 1024
+#: Frames one connection gets handled before the others get a turn: a client pipelining
+#: thousands of requests in one read must not hold everyone else's answers for that long.
+_FRAMES_PER_TURN: Final = 16
 _FRAME_TOO_LARGE: Final = encode_error(None, INVALID_REQUEST, "frame too large: connection closed")
+_FD_BITS: Final = 32  # a timer entry packs (generation << 32) | fd into one unsigned 64-bit int
+_FD_MASK: Final = (1 << _FD_BITS) - 1
 
 
 class EpollEngine:
     """Serve MCP on one listening socket with one epoll set; run inside an asyncio loop.
 
     ``protocol`` handles TCP sessions; ``http`` (when given) makes this an HTTP server for
-    MCP Streamable HTTP instead. Call ``start()`` from a running loop, ``close()`` to stop.
+    MCP Streamable HTTP instead. ``keepalive_timeout`` (HTTP) bounds the wait for the next
+    request on a kept-alive connection (default: the handshake timeout). Call ``start()``
+    from a running loop, ``close()`` to stop.
     """
 
     def __init__(
@@ -71,6 +88,7 @@ class EpollEngine:
         invoker: ToolInvoker,
         *,
         http: McpHttpHandler | None = None,
+        keepalive_timeout: float | None = None,
     ) -> None:
         if not hasattr(select, "epoll"):
             raise ServerError("the epoll engine needs Linux; use --engine asyncio here")
@@ -86,17 +104,32 @@ class EpollEngine:
         self._kind = bytearray(size)
         self._slot = array("i", [-1]) * size
         self._generation = array("I", [0]) * size
-        self._paused = bytearray(size)  # 1 while reading is paused by the high water mark
+        self._paused = bytearray(size)  # _READING, _PAUSED or _HALF_CLOSED
         self._partial: dict[int, bytearray] = {}  # input tail, only while a frame is incomplete
         self._unsent: dict[int, bytearray] = {}  # output, only while the kernel buffer is full
         self._close_after_flush: set[int] = set()
+        # The rest of a read with more frames than one turn (reading stops until it is done).
+        self._backlog: dict[int, tuple[bytes, int]] = {}
+        self._backlog_turn: asyncio.Handle | None = None
         self._exchanges: dict[int, HttpExchange] = {}  # only while an HTTP request is in flight
-        self._deadlines: deque[tuple[float, int, int]] = deque()  # handshake timeouts, FIFO
+        self._keepalive_timeout = (
+            keepalive_timeout if keepalive_timeout is not None else self._limits.handshake_timeout
+        )
+        # Ticks of the timer wheel: when an HTTP connection began waiting for a request, or
+        # when a TCP session / SSE stream last moved bytes (idle timeout). 4 bytes per fd, and
+        # only when one of those timeouts applies.
+        self._stamp: array[int] | None = None
+        if http is not None or self._limits.idle_timeout is not None:
+            self._stamp = array("I", [0]) * size
+        self._timers: TimerWheel[int] | None = None  # made in start(): it needs the loop
+        # A client paused by flow control must read its answers (drop below the low water
+        # mark) within the handshake timeout, or it is closed: tick it was paused at.
+        self._stalled_since: dict[int, int] = {}
+        self._stall_timers: TimerWheel[int] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connections = 0
         self._epoll: select.epoll | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sweeper: asyncio.TimerHandle | None = None
         if http is not None:
             http.set_stream_closer(self.close_stream)
 
@@ -106,6 +139,13 @@ class EpollEngine:
         """Register the listener and attach the epoll fd to the running asyncio loop."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        limits = self._limits
+        keepalive = self._keepalive_timeout if self._http is not None else None
+        resolution = timer_resolution(limits.handshake_timeout, keepalive, limits.idle_timeout)
+        self._timers = TimerWheel(loop, resolution, self._on_timer, lambda: array("Q"))
+        self._stall_timers = TimerWheel(
+            loop, timer_resolution(limits.handshake_timeout), self._on_stall, lambda: array("Q")
+        )
         self._listener.setblocking(False)
         self._epoll = select.epoll()
         self._epoll.register(self._listen_fd, select.EPOLLIN)
@@ -117,6 +157,20 @@ class EpollEngine:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(self._listen_fd)
 
+    def quiet(self) -> bool:
+        """No tool call running and no output waiting to be sent: every answer is out."""
+        return not self._tasks and not self._unsent and not self._backlog
+
+    def buffered_output(self) -> int:
+        """Bytes of answers waiting for their clients to read them (flow control bounds it)."""
+        return sum(len(unsent) for unsent in self._unsent.values())
+
+    def close_gracefully(self) -> None:
+        """Close every connection once its buffered output is sent (SIGTERM); ``close()`` after."""
+        for fd in [fd for fd in range(len(self._kind)) if self._kind[fd] != _FREE]:
+            self._close_after_flush.add(fd)
+            self._send(fd, b"")  # closes at once when nothing is buffered
+
     def close(self) -> None:
         """Close every connection and detach from the loop (the listener stays the caller's)."""
         if self._epoll is None:
@@ -125,8 +179,11 @@ class EpollEngine:
             self._close(fd)
         for task in list(self._tasks):
             task.cancel()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for timers in (self._timers, self._stall_timers):
+            if timers is not None:
+                timers.close()
+        if self._backlog_turn is not None:
+            self._backlog_turn.cancel()
         if self._loop is not None:
             self._loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
@@ -196,9 +253,15 @@ class EpollEngine:
             assert self._epoll is not None
             self._epoll.register(fd, _READ_MASK)
             self._connections += 1
-            self._arm_deadline(fd)
+            timers = self._timers
+            assert timers is not None
+            timers.schedule(self._limits.handshake_timeout, self._generation[fd] << _FD_BITS | fd)
+            if self._stamp is not None:
+                self._stamp[fd] = timers.now
 
     def _read(self, fd: int) -> None:
+        if fd in self._backlog:
+            return  # frames of an earlier read still wait their turn: keep the order
         try:
             data = os.read(fd, _RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -207,10 +270,12 @@ class EpollEngine:
             self._close(fd)
             return
         if not data:
-            self._close(fd)
+            self._on_eof(fd)
             return
         kind = self._kind[fd]
         if kind == _TCP:
+            if self._stamp is not None:
+                self._stamp[fd] = self._timers.now  # type: ignore[union-attr]
             self._on_tcp_data(fd, data)
         elif kind == _HTTP:
             self._on_http_data(fd, data)
@@ -218,10 +283,36 @@ class EpollEngine:
 
     # -- TCP: newline-delimited JSON-RPC -----------------------------------------------------
 
-    def _on_tcp_data(self, fd: int, data: bytes) -> None:
+    def _on_tcp_data(self, fd: int, data: bytes, offset: int = 0) -> None:
+        """Handle the frames in ``data[offset:]``, at most one turn's worth now."""
+        cut = offset
+        for _ in range(_FRAMES_PER_TURN):
+            newline = data.find(b"\n", cut)
+            if newline < 0:
+                break
+            cut = newline + 1
+        else:
+            if data.find(b"\n", cut) >= 0:  # more frames than one turn: the rest waits
+                pending = self._partial.pop(fd, None)
+                frames, _tail, too_large = split_frames(
+                    pending, data[offset:cut], self._limits.max_frame_bytes
+                )
+                self._handle_frames(fd, frames, too_large)
+                if self._kind[fd] != _FREE and not too_large:
+                    self._backlog[fd] = (data, cut)
+                    self._update_mask(fd)  # stop reading until the backlog is handled
+                    self._schedule_backlog()
+                return
         frames, tail, too_large = split_frames(
-            self._partial.pop(fd, None), data, self._limits.max_frame_bytes
+            self._partial.pop(fd, None),
+            data[offset:] if offset else data,
+            self._limits.max_frame_bytes,
         )
+        if tail is not None and not too_large:
+            self._partial[fd] = tail
+        self._handle_frames(fd, frames, too_large)
+
+    def _handle_frames(self, fd: int, frames: list[bytes], too_large: bool) -> None:
         slot = self._slot[fd]
         handle = self._protocol.handle_frame
         replies: list[bytes] = []
@@ -242,12 +333,54 @@ class EpollEngine:
         if too_large:
             replies.append(_FRAME_TOO_LARGE + b"\n")
             self._close_after_flush.add(fd)
-        elif tail is not None:
-            self._partial[fd] = tail
         if replies:
             self._send(fd, b"".join(replies))
         elif too_large:
             self._send(fd, b"")
+
+    def _schedule_backlog(self) -> None:
+        if self._backlog_turn is None and self._loop is not None:
+            # call_soon: the loop polls for other connections' events before the next turn.
+            self._backlog_turn = self._loop.call_soon(self._serve_backlog)
+
+    def _serve_backlog(self) -> None:
+        """One more turn for every connection with frames waiting (and not paused)."""
+        self._backlog_turn = None
+        for fd, (data, offset) in list(self._backlog.items()):
+            if self._paused[fd] != _READING:
+                continue  # flow control or half-close: resumed from _flush
+            del self._backlog[fd]
+            self._on_tcp_data(fd, data, offset)
+            if fd not in self._backlog and self._kind[fd] != _FREE:
+                self._update_mask(fd)  # done: read again
+        if any(self._paused[fd] == _READING for fd in self._backlog):
+            self._schedule_backlog()
+
+    def _update_mask(self, fd: int) -> None:
+        """Ask epoll for what this connection needs now: reading unless stopped, writing
+        while output waits."""
+        mask = _WRITE_MASK if fd in self._unsent else 0
+        if self._paused[fd] == _READING and fd not in self._backlog:
+            mask |= _READ_MASK
+        assert self._epoll is not None
+        self._epoll.modify(fd, mask)
+
+    def _on_eof(self, fd: int) -> None:
+        """The client shut down its sending side: answer what it asked, then close."""
+        if fd not in self._unsent and not self._calls_pending(fd):
+            self._close(fd)
+            return
+        self._paused[fd] = _HALF_CLOSED
+        self._close_after_flush.add(fd)
+        self._update_mask(fd)
+
+    def _calls_pending(self, fd: int) -> bool:
+        """Whether a tool call of this connection is still running (its answer is owed)."""
+        kind = self._kind[fd]
+        if kind == _TCP:
+            return self._protocol.table.pending_count(self._slot[fd]) > 0
+        exchange = self._exchanges.get(fd)
+        return kind == _HTTP and exchange is not None and exchange.busy
 
     def _start_tool(self, fd: int, call: ToolCall) -> None:
         generation = self._generation[fd]
@@ -284,7 +417,7 @@ class EpollEngine:
                 break
             if isinstance(outcome, bytes):
                 self._send(fd, outcome)
-                self._slot[fd] = -2  # served a request: the handshake timeout no longer applies
+                self._answered(fd)
                 if exchange.must_close:
                     self._close_after_flush.add(fd)
                     self._send(fd, b"")
@@ -300,6 +433,7 @@ class EpollEngine:
             self._exchanges.pop(fd, None)
             self._kind[fd] = _SSE
             self._slot[fd] = outcome.slot
+            self._answered(fd)
             handler.attach_stream(outcome.slot, fd)
             return
         if exchange.idle:
@@ -318,7 +452,7 @@ class EpollEngine:
 
         def reply(data: bytes) -> None:
             self._send(fd, handler.finish(exchange, pending, data))
-            self._slot[fd] = -2
+            self._answered(fd)
             if exchange.must_close:
                 self._close_after_flush.add(fd)
                 self._send(fd, b"")
@@ -345,8 +479,11 @@ class EpollEngine:
     # -- writing with flow control -----------------------------------------------------------
 
     def _send(self, fd: int, data: bytes) -> None:
-        if self._kind[fd] == _FREE:
+        kind = self._kind[fd]
+        if kind == _FREE:
             return
+        if kind == _SSE and self._stamp is not None and self._timers is not None:
+            self._stamp[fd] = self._timers.now  # an event stream is active while it sends
         unsent = self._unsent.get(fd)
         if unsent is not None:
             unsent += data
@@ -365,20 +502,22 @@ class EpollEngine:
         if written < len(data):
             unsent = bytearray(data[written:])
             self._unsent[fd] = unsent
-            assert self._epoll is not None
-            self._epoll.modify(fd, _READ_MASK | _WRITE_MASK)
+            self._update_mask(fd)
             self._after_buffering(fd, unsent)
-        elif fd in self._close_after_flush:
+        elif fd in self._close_after_flush and not self._calls_pending(fd):
             self._close(fd)
 
     def _after_buffering(self, fd: int, unsent: bytearray) -> None:
         limits = self._limits
         if len(unsent) > limits.max_write_buffer:
             self._close(fd)  # the client does not read its replies
-        elif len(unsent) > limits.write_high_water and not self._paused[fd]:
-            self._paused[fd] = 1
-            assert self._epoll is not None
-            self._epoll.modify(fd, _WRITE_MASK)
+        elif len(unsent) > limits.write_high_water and self._paused[fd] == _READING:
+            self._paused[fd] = _PAUSED
+            self._update_mask(fd)
+            stall = self._stall_timers
+            assert stall is not None
+            stall.schedule(self._limits.handshake_timeout, self._generation[fd] << _FD_BITS | fd)
+            self._stalled_since[fd] = stall.now
 
     def _flush(self, fd: int) -> None:
         unsent = self._unsent.get(fd)
@@ -395,43 +534,75 @@ class EpollEngine:
         assert self._epoll is not None
         if not unsent:
             del self._unsent[fd]
-            if fd in self._close_after_flush:
+            if fd in self._close_after_flush and not self._calls_pending(fd):
                 self._close(fd)
                 return
-            self._paused[fd] = 0
-            self._epoll.modify(fd, _READ_MASK)
-        elif self._paused[fd] and len(unsent) < self._limits.write_low_water:
-            self._paused[fd] = 0
-            self._epoll.modify(fd, _READ_MASK | _WRITE_MASK)
+            if self._paused[fd] == _PAUSED:
+                self._paused[fd] = _READING
+                self._stalled_since.pop(fd, None)
+            self._update_mask(fd)  # half-closed: nothing to read; wait for answers owed
+        elif self._paused[fd] == _PAUSED and len(unsent) < self._limits.write_low_water:
+            self._paused[fd] = _READING
+            self._stalled_since.pop(fd, None)
+            self._update_mask(fd)
+        else:
+            return
+        if fd in self._backlog:
+            self._schedule_backlog()  # resumed: its waiting frames get their turns again
 
     # -- timeouts and closing ----------------------------------------------------------------
 
-    def _arm_deadline(self, fd: int) -> None:
-        assert self._loop is not None
-        timeout = self._limits.handshake_timeout
-        self._deadlines.append((self._loop.time() + timeout, fd, self._generation[fd]))
-        if self._sweeper is None:
-            self._sweeper = self._loop.call_later(timeout, self._sweep)
+    def _answered(self, fd: int) -> None:
+        """An HTTP answer went out: from now the connection waits for its next request."""
+        self._slot[fd] = -2 if self._kind[fd] == _HTTP else self._slot[fd]
+        if self._stamp is not None and self._timers is not None:
+            self._stamp[fd] = self._timers.now
 
-    def _sweep(self) -> None:
-        """Close connections that did not finish their handshake in time (oldest first)."""
-        assert self._loop is not None
-        self._sweeper = None
-        now = self._loop.time()
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _deadline, fd, generation = deadlines.popleft()
-            if self._generation[fd] != generation:
-                continue  # that connection is gone already
-            kind = self._kind[fd]
-            if kind == _TCP and not self._protocol.is_initialized(self._slot[fd]):
-                self._close(fd)
-            elif kind == _HTTP and self._slot[fd] == -1:
-                exchange = self._exchanges.get(fd)
-                if exchange is None or not exchange.busy:
-                    self._close(fd)  # no complete request in time (slowloris)
-        if deadlines:
-            self._sweeper = self._loop.call_later(max(0.0, deadlines[0][0] - now), self._sweep)
+    def _on_timer(self, entry: int) -> None:
+        """A connection's timer expired: close it if it overstayed, else re-arm (lazily)."""
+        fd = entry & _FD_MASK
+        if self._generation[fd] != entry >> _FD_BITS or self._kind[fd] == _FREE:
+            return  # that connection is gone already
+        timers = self._timers
+        assert timers is not None
+        limits = self._limits
+        kind = self._kind[fd]
+        if kind == _TCP:
+            if not self._protocol.is_initialized(self._slot[fd]):
+                self._close(fd)  # no initialize in time (silent, or a byte a second)
+                return
+            allowed = limits.idle_timeout
+        elif kind == _HTTP:
+            exchange = self._exchanges.get(fd)
+            if exchange is not None and exchange.busy:  # a tool call is running: look later
+                timers.schedule(self._keepalive_timeout, entry)
+                return
+            # A new connection has the handshake timeout to send a whole request; a kept-alive
+            # one the keep-alive timeout to send its next. Trickled bytes do not extend either.
+            allowed = limits.handshake_timeout if self._slot[fd] == -1 else self._keepalive_timeout
+        else:  # _SSE: the client sends nothing; only the idle timeout applies
+            allowed = limits.idle_timeout
+        if allowed is None or self._stamp is None:
+            return  # nothing more to watch: the entry is dropped
+        due = self._stamp[fd] + timers.ticks(allowed)
+        if due <= timers.now:
+            self._close(fd)
+        else:
+            timers.schedule_at(due, entry)
+
+    def _on_stall(self, entry: int) -> None:
+        """A paused client's stall timer expired: close it unless it read its answers since."""
+        fd = entry & _FD_MASK
+        since = self._stalled_since.get(fd)
+        if since is None or self._generation[fd] != entry >> _FD_BITS:
+            return
+        stall = self._stall_timers
+        assert stall is not None
+        due = since + stall.ticks(self._limits.handshake_timeout)
+        if due <= stall.now:
+            self._close(fd)  # it does not read its replies
+        else:
+            stall.schedule_at(due, entry)
 
     def _close(self, fd: int) -> None:
         kind = self._kind[fd]
@@ -443,11 +614,13 @@ class EpollEngine:
         os.close(fd)
         self._connections -= 1
         self._kind[fd] = _FREE
-        self._paused[fd] = 0
+        self._paused[fd] = _READING
+        self._stalled_since.pop(fd, None)
         self._generation[fd] = (self._generation[fd] + 1) & 0xFFFFFFFF
         slot = self._slot[fd]
         self._slot[fd] = -1
         self._partial.pop(fd, None)
+        self._backlog.pop(fd, None)
         self._unsent.pop(fd, None)
         self._close_after_flush.discard(fd)
         exchange = self._exchanges.pop(fd, None)

@@ -9,6 +9,7 @@ A tool's own failures (bad arguments, an expert that raises) come back as a resu
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from connscale.errors import ConfigurationError
 from connscale.server.experts import CircleOfExperts, Consultation
 
-__all__ = ["Tool", "ToolRegistry", "build_registry", "text_result"]
+__all__ = ["Tool", "ToolRegistry", "build_registry", "read_token_file", "text_result"]
 
 ToolResult = Mapping[str, Any]
 ToolFunction = Callable[[dict[str, Any]], ToolResult | Awaitable[ToolResult]]
@@ -161,3 +162,31 @@ def build_registry(circle: CircleOfExperts | None = None) -> ToolRegistry:
             ),
         ]
     )
+
+
+#: Characters of an RFC 6750 bearer token (``b64token``): safe in a header, no spaces.
+_TOKEN_CHARACTERS = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+)
+MIN_TOKEN_BYTES = 16
+
+
+def read_token_file(path: str | os.PathLike[str]) -> bytes:
+    """The bearer token in ``path`` (surrounding whitespace dropped), checked for shape.
+
+    Errors name the file, never its content: the token must not reach logs or terminals.
+    """
+    try:
+        with open(path, "rb") as file:
+            token = file.read(4097).strip()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if not MIN_TOKEN_BYTES <= len(token) <= 4096:
+        raise ConfigurationError(
+            f"the token in {path} must be {MIN_TOKEN_BYTES} to 4096 characters long"
+        )
+    if not set(token) <= _TOKEN_CHARACTERS:
+        raise ConfigurationError(
+            f"the token in {path} may only hold letters, digits and -._~+/= (RFC 6750)"
+        )
+    return token

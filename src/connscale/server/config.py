@@ -41,6 +41,14 @@ class ServerConfig:
     backlog: int = 4096
     revocation_capacity: int = 1 << 16
     shutdown_grace: float = 5.0  # seconds to finish in-flight requests on SIGTERM
+    #: HTTP: seconds a kept-alive connection may wait for its next request (None: the
+    #: handshake timeout, the same window a new connection gets for its first one).
+    http_keepalive_timeout: float | None = None
+    #: Kernel send buffer per connection (SO_SNDBUF, set on the listener and inherited);
+    #: 0 leaves it to the kernel's autotuning (up to several MiB). A cap bounds the kernel
+    #: memory a client that never reads can hold, and how much it is served before flow
+    #: control pauses it.
+    socket_send_buffer: int = 0
     server_name: str = "connscale"
 
     def __post_init__(self) -> None:
@@ -58,6 +66,10 @@ class ServerConfig:
             raise ConfigurationError("http_path must start with '/'")
         if self.experts_timeout <= 0 or self.shutdown_grace < 0:
             raise ConfigurationError("experts_timeout must be > 0 and shutdown_grace >= 0")
+        if self.http_keepalive_timeout is not None and not self.http_keepalive_timeout > 0:
+            raise ConfigurationError("http_keepalive_timeout must be > 0 or None")
+        if self.socket_send_buffer < 0:
+            raise ConfigurationError("socket_send_buffer must be >= 0 (0: the kernel decides)")
         if self.backlog < 1 or self.revocation_capacity < 1:
             raise ConfigurationError("backlog and revocation_capacity must be >= 1")
 

@@ -68,6 +68,8 @@ def _bind(config: ServerConfig, port: int, *, reuse_port: bool) -> socket.socket
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted fds inherit it
+        if config.socket_send_buffer:  # so do they SO_SNDBUF
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.socket_send_buffer)
         sock.bind((config.host, port))
     except OSError as exc:
         sock.close()
@@ -121,9 +123,14 @@ class Worker:
                 sse_responses=config.sse_responses,
                 allowed_origins=config.allowed_origins,
             )
+        keepalive = config.http_keepalive_timeout
         if config.engine == "epoll":
-            return EpollEngine(listener, protocol, registry.invoke, http=handler)
-        return AsyncioEngine(listener, protocol, registry.invoke, http=handler)
+            return EpollEngine(
+                listener, protocol, registry.invoke, http=handler, keepalive_timeout=keepalive
+            )
+        return AsyncioEngine(
+            listener, protocol, registry.invoke, http=handler, keepalive_timeout=keepalive
+        )
 
     def _revocation_table(self) -> RevocationTable:
         capacity = self.config.revocation_capacity
@@ -171,8 +178,7 @@ class Worker:
                     await asyncio.wait_for(self._stop.wait(), timeout=1.0)
                 if self._reuse_port and os.getppid() != parent:
                     break  # the supervisor is gone: do not linger as an orphan
-            engine.stop_accepting()
-            await self._drain(engine)
+            await self._drain(engine, listener)
         finally:
             engine.close()
             listener.close()
@@ -181,12 +187,24 @@ class Worker:
             if self._gc_recorder is not None:
                 self._gc_recorder.stop()
 
-    async def _drain(self, engine: EpollEngine | AsyncioEngine) -> None:
-        """Give tool calls in flight up to ``shutdown_grace`` seconds to answer."""
-        deadline = time.monotonic() + self.config.shutdown_grace
-        while engine.statistics().tool_calls_in_flight and time.monotonic() < deadline:
+    async def _drain(self, engine: EpollEngine | AsyncioEngine, listener: socket.socket) -> None:
+        """SIGTERM: stop accepting, answer what was read, close each session once flushed.
+
+        Connections keep being read while the engine drains, so requests already sent
+        (pipelined, or in the kernel's buffer) are answered too; the engine is quiet when no
+        tool call runs and no output waits. Everything is bounded by ``shutdown_grace``.
+        """
+        engine.stop_accepting()
+        listener.close()  # new connections are refused now, not left in a backlog
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_grace
+        quiet_rounds = 0
+        while quiet_rounds < 3 and loop.time() < deadline:  # quiet for three looks in a row
+            quiet_rounds = quiet_rounds + 1 if engine.quiet() else 0
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0)  # let replies scheduled by finishing tasks go out
+        engine.close_gracefully()
+        while engine.statistics().connections and loop.time() < deadline + 1.0:
+            await asyncio.sleep(0.01)
 
     def stop(self) -> None:
         if self._stop is not None:

@@ -74,4 +74,14 @@ def test_any_split_gives_the_same_frames(lines: list[bytes], cuts: list[int]) ->
 def test_garbage_never_raises_and_respects_the_limit(data: bytes) -> None:
     result = split_frames(None, data, 50)
     assert all(len(frame) <= 50 for frame in result.frames)
-    assert result.tail is None or len(result.tail) <= 50
+    assert result.tail is None or len(result.tail) <= 51
+    assert result.tail is None or len(result.tail) <= 50 or result.tail.endswith(b"\r")
+
+
+def test_a_line_of_exactly_the_limit_split_inside_its_crlf_is_accepted() -> None:
+    """Regression (atheris): the CR of a CRLF cut from its LF made a full-size line too large."""
+    first = split_frames(None, b"abc\r", 3)
+    assert not first.too_large and first.tail == bytearray(b"abc\r")
+    second = split_frames(first.tail, b"\nxyz\r\n", 3)
+    assert second == ([b"abc", b"xyz"], None, False)
+    assert split_frames(None, b"abcd\r", 3).too_large  # but a real over-long line is not

@@ -19,6 +19,7 @@ from connscale.core.protocol.jsonrpc import (
     encode_error,
     encode_result,
     json_depth,
+    json_shape,
 )
 
 
@@ -121,3 +122,22 @@ def test_random_envelopes_never_raise(envelope: dict[str, object]) -> None:
     message = decode_message(msgspec.json.encode(envelope))
     if isinstance(message, Request):
         assert envelope.get("jsonrpc") == "2.0" and isinstance(envelope.get("method"), str)
+
+
+def test_invalid_utf8_inside_a_string_is_a_parse_error() -> None:
+    """Regression (atheris): msgspec raised UnicodeDecodeError out of decode_message."""
+    for frame in (b'{"jsonrpc":"2.0","id":1,"method":"p\xffing"}', b'{"id":"\xe5\x8a"}'):
+        message = decode_message(frame)
+        assert isinstance(message, Invalid) and message.code == PARSE_ERROR
+
+
+def test_json_shape_counts_values_and_stops_early() -> None:
+    assert json_shape({"a": [1, {"b": []}]}, 100) == (4, 5)
+    _depth, items = json_shape([[]] * 1000, 10)
+    assert items == 11  # stopped once past the cap
+    frame = b'{"jsonrpc":"2.0","id":1,"method":"m","params":[' + b",".join([b"0"] * 50) + b"]}"
+    message = decode_message(frame, max_json_items=20)
+    assert isinstance(message, Invalid) and message.id == 1 and "too many" in message.message
+    assert isinstance(decode_message(frame, max_json_items=60), Request)
+    text = b'{"jsonrpc":"2.0","id":1,"method":"m","params":["' + b"," * 500 + b'"]}'
+    assert isinstance(decode_message(text, max_json_items=20), Request)  # commas in a string

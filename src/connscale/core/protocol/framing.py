@@ -3,7 +3,8 @@
 The framer keeps no state of its own: the caller holds the incomplete tail of the stream
 (``pending``) only while a frame is incomplete, so an idle connection costs nothing here.
 A line longer than ``max_frame_bytes`` is reported as soon as that many bytes arrive
-without a newline: it is never buffered whole (a 2 GB line costs at most one limit).
+without a newline: it is never buffered whole (a 2 GB line costs at most one limit; the
+kept tail is at most ``max_frame_bytes + 1``, the extra byte being a CR whose LF is late).
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ def split_frames(
         start = newline + 1
     if start >= end:
         return Frames(frames, None, False)
-    if end - start > max_frame_bytes:
+    # A tail may hold one byte more than the limit when that byte is the CR of a CRLF cut
+    # between two reads (found by fuzzing: a line of exactly the limit was refused).
+    if end - start > max_frame_bytes and not (
+        end - start == max_frame_bytes + 1 and view[end - 1] == 13
+    ):
         return Frames(frames, None, True)
     # Copy the tail: the caller's data buffer is reused for the next read.
     return Frames(frames, bytearray(view[start:end]), False)

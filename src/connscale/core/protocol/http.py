@@ -28,6 +28,7 @@ import h11
 
 from connscale.core.codec import decode_session, encode_session
 from connscale.core.protocol.jsonrpc import (
+    INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
     ClientResponse,
@@ -364,6 +365,7 @@ class McpHttpHandler:
             bytes(exchange.body),
             max_json_depth=limits.max_json_depth,
             max_id_length=limits.max_id_length,
+            max_json_items=limits.max_json_items,
         )
         if isinstance(message, Invalid):
             status = 400
@@ -402,9 +404,12 @@ class McpHttpHandler:
             if not protocol.is_initialized(slot):
                 return self._reply(exchange, reply, None, sse, status=400)
             state = encode_session(protocol.table.session(slot))
+            token = self._signer.sign(state).encode("ascii")
+        except ConfigurationError:  # only with limits raised past what a token can carry
+            body = encode_error(message.id, INVALID_PARAMS, "session state too large")
+            return self._reply(exchange, body, None, sse, status=400)
         finally:
             protocol.close_session(slot)
-        token = self._signer.sign(state).encode("ascii")
         return self._reply(exchange, reply, token, sse)
 
     def finish(self, exchange: HttpExchange, pending: HttpSession, reply: bytes) -> bytes:
@@ -507,9 +512,11 @@ class McpHttpHandler:
         if extra:
             headers.extend(extra)
         conn = exchange.conn
+        # A response to HEAD has no body (h11 raises if given one; found by fuzzing).
+        head_only = exchange.request is not None and exchange.request.method == b"HEAD"
         parts = [
             conn.send(h11.Response(status_code=status, headers=headers)),
-            conn.send(h11.Data(data=body)) if body else b"",
+            conn.send(h11.Data(data=body)) if body and not head_only else b"",
             conn.send(h11.EndOfMessage()),
         ]
         exchange.busy = False

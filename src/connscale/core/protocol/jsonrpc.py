@@ -29,6 +29,7 @@ __all__ = [
     "encode_result",
     "encode_result_raw",
     "json_depth",
+    "json_shape",
 ]
 
 PARSE_ERROR: Final = -32700
@@ -86,6 +87,9 @@ class _Envelope(msgspec.Struct):
 
 
 _decoder: Final = msgspec.json.Decoder(_Envelope)
+# What msgspec raises for bytes that are not JSON. Invalid UTF-8 inside a string comes out
+# as UnicodeDecodeError rather than DecodeError (found by fuzzing): JSON must be UTF-8.
+_NOT_JSON: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 _encoder: Final = msgspec.json.Encoder()
 
 
@@ -105,6 +109,27 @@ def json_depth(value: object) -> int:
     return deepest
 
 
+def json_shape(value: object, max_items: int) -> tuple[int, int]:
+    """(depth, values) of a decoded JSON value, counting stops once values pass ``max_items``.
+
+    Iterative, and bounded by ``max_items`` steps: cheap even on a hostile message.
+    """
+    deepest = 0
+    items = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack and items <= max_items:
+        item, depth = stack.pop()
+        items += 1
+        if isinstance(item, dict):
+            depth += 1
+            stack.extend((child, depth) for child in item.values())
+        elif isinstance(item, list):
+            depth += 1
+            stack.extend((child, depth) for child in item)
+        deepest = max(deepest, depth)
+    return deepest, items
+
+
 def _valid_id(value: object, max_id_length: int) -> bool:
     if isinstance(value, bool):
         return False
@@ -117,7 +142,7 @@ def _salvage_id(frame: bytes | bytearray, max_id_length: int) -> RequestId | Non
     """The id of a frame that failed validation, when it has a usable one (error path only)."""
     try:
         raw = msgspec.json.decode(frame)
-    except (msgspec.DecodeError, RecursionError):
+    except _NOT_JSON:
         return None
     if isinstance(raw, dict):
         candidate = raw.get("id")
@@ -127,11 +152,18 @@ def _salvage_id(frame: bytes | bytearray, max_id_length: int) -> RequestId | Non
 
 
 def decode_message(
-    frame: bytes | bytearray, *, max_json_depth: int = 64, max_id_length: int = 128
+    frame: bytes | bytearray,
+    *,
+    max_json_depth: int = 64,
+    max_id_length: int = 128,
+    max_json_items: int = 1 << 15,
 ) -> Message:
     """Decode one JSON-RPC 2.0 message; never raises.
 
-    Batches (a top-level array) are refused with -32600: MCP removed batching.
+    Batches (a top-level array) are refused with -32600: MCP removed batching. So are
+    params nested deeper than ``max_json_depth`` or holding more than ``max_json_items``
+    values (a 1 MiB message of ``[],`` decodes to ~25 MiB of objects; the item cap bounds
+    what a message can hold in memory while its tool call runs).
     """
     try:
         envelope = _decoder.decode(frame)
@@ -141,7 +173,7 @@ def decode_message(
         return Invalid(
             _salvage_id(frame, max_id_length), INVALID_REQUEST, f"invalid request: {exc}"
         )
-    except (msgspec.DecodeError, RecursionError):
+    except _NOT_JSON:
         return Invalid(None, PARSE_ERROR, "parse error: not valid JSON")
     request_id = envelope.id
     if request_id is msgspec.UNSET or request_id is None:
@@ -153,13 +185,17 @@ def decode_message(
     if envelope.jsonrpc != "2.0":
         return Invalid(usable_id, INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
     params = None if envelope.params is msgspec.UNSET else envelope.params
-    # Counting brackets is C-fast; only frames with many of them pay for the exact walk.
-    if (
-        params is not None
-        and frame.count(b"{") + frame.count(b"[") > max_json_depth
-        and json_depth(params) >= max_json_depth
-    ):
-        return Invalid(usable_id, INVALID_REQUEST, "invalid request: JSON nested too deeply")
+    # Counting bytes is C-fast; only frames with many brackets or commas pay for the walk.
+    if params is not None:
+        brackets = frame.count(b"{") + frame.count(b"[")
+        if brackets > max_json_depth or brackets + frame.count(b",") >= max_json_items:
+            depth, items = json_shape(params, max_json_items)
+            if depth >= max_json_depth:
+                return Invalid(
+                    usable_id, INVALID_REQUEST, "invalid request: JSON nested too deeply"
+                )
+            if items > max_json_items:
+                return Invalid(usable_id, INVALID_REQUEST, "invalid request: too many JSON values")
     method = envelope.method
     if method is msgspec.UNSET:
         if envelope.result is not msgspec.UNSET or envelope.error is not msgspec.UNSET:

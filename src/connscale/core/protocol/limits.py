@@ -27,8 +27,16 @@ class ServerLimits:
     max_header_bytes: int = 16 << 10
     #: Deepest JSON nesting accepted in one message.
     max_json_depth: int = 64
+    #: Most JSON values (containers and scalars) in one message's params: bounds the
+    #: objects a message decodes to (~250 B per value at worst, vs ~1 B per string byte).
+    max_json_items: int = 1 << 15
     #: Longest string request id; numeric ids must fit a signed 64-bit integer.
     max_id_length: int = 128
+    #: Longest ``clientInfo`` name or version kept for a session (UTF-8 bytes each).
+    max_client_info_bytes: int = 256
+    #: Largest ``capabilities`` object kept for a session (canonical JSON bytes). With the
+    #: client info limit this keeps an HTTP session token under 4096 characters.
+    max_capabilities_bytes: int = 2048
     #: Requests of one session being answered at the same time.
     max_pending_per_session: int = 64
     #: Open connections one worker holds; above it new connections are closed at once.
@@ -55,7 +63,10 @@ class ServerLimits:
             "max_frame_bytes",
             "max_header_bytes",
             "max_json_depth",
+            "max_json_items",
             "max_id_length",
+            "max_client_info_bytes",
+            "max_capabilities_bytes",
             "max_pending_per_session",
             "handshake_timeout",
             "write_high_water",

@@ -37,6 +37,7 @@ from connscale.core.protocol.jsonrpc import (
 )
 from connscale.core.protocol.limits import ServerLimits
 from connscale.core.session import Phase, SessionTable, Transport, intern_capabilities
+from connscale.errors import ConfigurationError
 
 __all__ = [
     "HANDSHAKE_PROTOCOL_VERSIONS",
@@ -134,7 +135,10 @@ class McpProtocol:
         """Handle one framed message: reply bytes, a tool call to run, or None (no reply)."""
         limits = self._limits
         message = decode_message(
-            frame, max_json_depth=limits.max_json_depth, max_id_length=limits.max_id_length
+            frame,
+            max_json_depth=limits.max_json_depth,
+            max_id_length=limits.max_id_length,
+            max_json_items=limits.max_json_items,
         )
         return self.handle_message(slot, message)
 
@@ -233,15 +237,35 @@ class McpProtocol:
             return encode_error(
                 request.id, INVALID_PARAMS, "capabilities and clientInfo must be objects"
             )
+        limits = self._limits
         client_name = client_info.get("name")
         client_version = client_info.get("version")
+        client_name = client_name if isinstance(client_name, str) else None
+        client_version = client_version if isinstance(client_version, str) else None
+        for text in (client_name, client_version):
+            if text is not None and len(text.encode("utf-8", "replace")) > (
+                limits.max_client_info_bytes
+            ):
+                return encode_error(request.id, INVALID_PARAMS, "clientInfo name/version too long")
+        # What initialize keeps lives as long as the session: bound it, and refuse what the
+        # session store cannot hold exactly (nesting past 32, integers past 64 bits).
+        try:
+            interned = intern_capabilities(capabilities)
+        except ConfigurationError:
+            return encode_error(
+                request.id,
+                INVALID_PARAMS,
+                "capabilities must be plain JSON (nesting <= 32, integers within 64 bits)",
+            )
+        if len(interned.canonical) > limits.max_capabilities_bytes:
+            return encode_error(request.id, INVALID_PARAMS, "capabilities too large")
         version = requested if requested in self._initialize_results else LATEST_PROTOCOL_VERSION
         table.update(
             slot,
             protocol_version=version,
-            client_name=client_name if isinstance(client_name, str) else None,
-            client_version=client_version if isinstance(client_version, str) else None,
-            capabilities=intern_capabilities(capabilities),
+            client_name=client_name,
+            client_version=client_version,
+            capabilities=interned,
         )
         return encode_result_raw(request.id, self._initialize_results[version])
 

@@ -42,9 +42,18 @@ class SessionSigner:
         return self._key
 
     def sign(self, state: bytes) -> str:
-        """A token carrying ``state``: URL-safe base64 without padding (a valid header value)."""
+        """A token carrying ``state``: URL-safe base64 without padding (a valid header value).
+
+        ``ConfigurationError`` when the token would be longer than ``verify`` accepts
+        (4096 characters, about 3 KB of state): a token that could never come back.
+        """
         tag = hmac.digest(self._key, state, hashlib.sha256)
-        return base64.urlsafe_b64encode(state + tag).rstrip(b"=").decode("ascii")
+        token = base64.urlsafe_b64encode(state + tag).rstrip(b"=").decode("ascii")
+        if len(token) > _MAX_TOKEN_CHARS:
+            raise ConfigurationError(
+                f"session state of {len(state)} bytes is too large for a session token"
+            )
+        return token
 
     def verify(self, token: str | bytes) -> bytes | None:
         """The state inside ``token``, or None when it is malformed or its tag is wrong."""
