@@ -912,7 +912,11 @@ def _lazy_zeroed(nbytes: int) -> memoryview:
     ``bytearray(n)`` and ``array(...)`` write every byte up front; an anonymous map does
     not, so an unused tail of a column costs nothing.
     """
-    return memoryview(mmap.mmap(-1, max(nbytes, 1)))
+    # Private, not the shared default: plain process memory, like the heap.
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    if flags:
+        return memoryview(mmap.mmap(-1, max(nbytes, 1), flags=flags))
+    return memoryview(mmap.mmap(-1, max(nbytes, 1)))  # platforms without mmap flags
 
 
 def _regrown(column: memoryview[Any], nbytes: int) -> Any:
