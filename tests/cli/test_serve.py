@@ -1,9 +1,11 @@
-"""``connscale serve``: the ready-file and stats contracts, signals, user errors."""
+"""``connscale serve``: ready file, stats, signals, flags, bearer tokens, user errors."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -11,10 +13,34 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connscale.cli import serve as serve_command
+from connscale.errors import ConfigurationError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from serve_harness import serve
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="connscale serve")
+    serve_command.add_arguments(parser)
+    return parser.parse_args(argv)
 
 
 @pytest.mark.parametrize(("engine", "transport"), [("epoll", "tcp"), ("asyncio", "http")])
@@ -70,3 +96,138 @@ def test_port_in_use_is_a_clean_error() -> None:
         )
     assert result.returncode == 2
     assert "cannot bind" in result.stderr
+
+
+# --- flags reach the configuration -----------------------------------------------------
+
+
+def test_limit_flags_reach_the_config() -> None:
+    config = serve_command.build_config(
+        parse(
+            "--transport",
+            "http",
+            "--idle-timeout",
+            "30",
+            "--http-keepalive-timeout",
+            "2.5",
+            "--socket-send-buffer",
+            "65536",
+            "--max-json-items",
+            "100",
+        )
+    )
+    assert config.limits.idle_timeout == 30.0
+    assert config.http_keepalive_timeout == 2.5
+    assert config.socket_send_buffer == 65536
+    assert config.limits.max_json_items == 100
+
+
+def test_limit_flags_default_to_off_and_zero_means_default() -> None:
+    defaults = serve_command.build_config(parse())
+    zeros = serve_command.build_config(
+        parse("--idle-timeout", "0", "--http-keepalive-timeout", "0", "--socket-send-buffer", "0")
+    )
+    for config in (defaults, zeros):
+        assert config.limits.idle_timeout is None  # off
+        assert config.http_keepalive_timeout is None  # the handshake timeout
+        assert config.socket_send_buffer == 0  # kernel autotuning
+        assert config.bearer_token is None
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--idle-timeout", "-1"),
+        ("--idle-timeout", "nan"),
+        ("--http-keepalive-timeout", "-0.5"),
+        ("--http-keepalive-timeout", "inf"),
+        ("--socket-send-buffer", "-1"),
+        ("--socket-send-buffer", "1.5"),
+    ],
+)
+def test_bad_limit_flag_values_exit_2_naming_the_flag(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(flag, value)
+    assert exit_info.value.code == 2
+    assert f"argument {flag}:" in capsys.readouterr().err
+
+
+@given(st.text(max_size=30))
+def test_seconds_and_bytes_types_accept_only_what_they_promise(text: str) -> None:
+    for convert in (serve_command._seconds, serve_command._byte_count):
+        try:
+            value = convert(text)
+        except argparse.ArgumentTypeError:
+            continue
+        assert value >= 0 and value != float("inf")
+
+
+def test_negative_flag_through_the_real_cli_is_a_clean_exit_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "connscale", "serve", "--socket-send-buffer", "-4096"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--socket-send-buffer" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- bearer token ------------------------------------------------------------------------
+
+
+def write_token(tmp_path: Path) -> str:
+    token = secrets.token_urlsafe(32)
+    path = tmp_path / "token"
+    path.write_text(token + "\n")  # surrounding whitespace is dropped
+    path.chmod(0o600)
+    return token
+
+
+def test_token_file_reaches_the_config_and_needs_http(tmp_path: Path) -> None:
+    token = write_token(tmp_path)
+    token_file = str(tmp_path / "token")
+    config = serve_command.build_config(parse("--transport", "http", "--token-file", token_file))
+    assert config.bearer_token == token.encode()
+    assert token not in repr(config)
+    with pytest.raises(ConfigurationError, match="--transport http"):
+        serve_command.build_config(parse("--token-file", token_file))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_token_file_asks_every_request_for_the_bearer_token(tmp_path: Path, workers: str) -> None:
+    token = write_token(tmp_path)
+    arguments = (
+        "--transport",
+        "http",
+        "--workers",
+        workers,
+        "--token-file",
+        str(tmp_path / "token"),
+    )
+    with serve(tmp_path, *arguments) as (process, ready):
+        url = f"http://127.0.0.1:{ready['port']}/mcp"
+        refused = httpx.post(url, json=INITIALIZE, headers=MCP_HEADERS, timeout=5)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].lower().startswith("bearer")
+        wrong = {**MCP_HEADERS, "authorization": "Bearer " + token[:-1] + "x"}
+        assert httpx.post(url, json=INITIALIZE, headers=wrong, timeout=5).status_code == 401
+        right = {**MCP_HEADERS, "authorization": f"Bearer {token}"}
+        opened = httpx.post(url, json=INITIALIZE, headers=right, timeout=5)
+        assert opened.status_code == 200 and opened.json()["result"]["serverInfo"]
+        right["mcp-session-id"] = opened.headers["mcp-session-id"]
+        for request_id in range(2, 6):  # new connections: with 2 workers, either may answer
+            ping = {"jsonrpc": "2.0", "id": request_id, "method": "ping"}
+            assert httpx.post(url, json=ping, headers=right, timeout=5).json()["result"] == {}
+        without = {key: value for key, value in right.items() if key != "authorization"}
+        ping = {"jsonrpc": "2.0", "id": 9, "method": "ping"}
+        assert httpx.post(url, json=ping, headers=without, timeout=5).status_code == 401
+        # The token reaches workers through the spawn pipe: never argv, never the environment.
+        for pid in {process.pid, *ready["pids"]}:
+            for name in ("cmdline", "environ"):
+                assert token.encode() not in Path(f"/proc/{pid}/{name}").read_bytes()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0

@@ -52,3 +52,25 @@ def test_uvloop_choice() -> None:
     assert not ServerConfig(engine="epoll").use_uvloop()
     pytest.importorskip("uvloop")
     assert ServerConfig(engine="asyncio").use_uvloop()
+
+
+def test_bearer_token_stays_out_of_repr() -> None:
+    token = b"s3cret-token-" + b"x" * 20
+    config = ServerConfig(transport="http", bearer_token=token)
+    assert config.bearer_token == token
+    text = repr(config) + str(config)
+    assert token.decode() not in text and "s3cret" not in text
+    assert "bearer_token" not in text
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"bearer_token": b"0123456789abcdef"},  # needs transport http
+        {"transport": "http", "bearer_token": b""},
+        {"transport": "http", "bearer_token": "0123456789abcdef"},  # str, not bytes
+    ],
+)
+def test_bad_bearer_token(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        ServerConfig(**options)

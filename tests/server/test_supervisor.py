@@ -126,3 +126,35 @@ def test_socket_send_buffer_is_set_on_the_listener_and_validated() -> None:
     for bad in ({"socket_send_buffer": -1}, {"http_keepalive_timeout": 0}):
         with pytest.raises(ConfigurationError):
             ServerConfig(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "http"])
+def test_session_table_is_sized_once_for_the_worker_worst_case(transport: str) -> None:
+    import resource
+
+    from connscale.core.protocol.limits import ServerLimits
+    from connscale.errors import ConfigurationError
+    from connscale.server.config import ServerConfig
+    from connscale.server.supervisor import _session_table
+
+    http = transport == "http"
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert soft != resource.RLIM_INFINITY  # the derivation below assumes a finite limit
+    cases = {
+        5000: min(5000, soft - 64),  # an explicit limit, capped by open files
+        10: 1024,  # small limits still get a usable table
+        0: max(1024, soft - 64),  # 0: derived from the open-files limit, as the engines do
+    }
+    for max_connections, expected in cases.items():
+        limits = ServerLimits(max_connections=max_connections)
+        table = _session_table(ServerConfig(transport=transport, limits=limits))  # type: ignore[arg-type]
+        assert table.capacity == expected
+        # TCP: one session per connection and the engine refuses the rest: no growth needed.
+        # HTTP: slots belong to requests and streams, not connections: growth stays allowed.
+        assert table.max_capacity == (None if http else expected)
+        slot = table.allocate(transport=transport)
+        if http:  # HTTP finds a session's slot by id; TCP needs no index
+            assert table.find(table.get(slot, "session_id")) == slot
+        else:
+            with pytest.raises(ConfigurationError):
+                table.find(table.get(slot, "session_id"))

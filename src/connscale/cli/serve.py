@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from connscale.server.config import ServerConfig
 
 HELP = "run the reference MCP server (TCP newline-JSON or Streamable HTTP)"
 DESCRIPTION = """\
@@ -20,6 +24,28 @@ DIR/worker-<pid>.json. SIGTERM or Ctrl-C stops the server cleanly (exit 0).
 HTTP binds 127.0.0.1 unless --host says otherwise, refuses foreign Origin headers (403),
 and with --token-file PATH asks every request for that bearer token (401 otherwise).
 """
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, not {text}")
+    return value
+
+
+def _byte_count(text: str) -> int:
+    """An argparse type: a whole number of bytes >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of bytes: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 0, not {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,30 +93,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-connections", type=int, default=0, help="per worker; 0 = from open-files limit"
     )
     limits.add_argument("--handshake-timeout", type=float, default=10.0)
+    limits.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="close a session that sends nothing for this long; 0 = off (default)",
+    )
+    limits.add_argument(
+        "--http-keepalive-timeout",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="HTTP: seconds a kept-alive connection may wait for its next request; "
+        "0 = the handshake timeout (default)",
+    )
+    limits.add_argument(
+        "--socket-send-buffer",
+        type=_byte_count,
+        default=0,
+        metavar="BYTES",
+        help="SO_SNDBUF per connection, caps what a client that never reads holds in the "
+        "kernel; 0 = kernel autotuning (default)",
+    )
     limits.add_argument("--write-high-water", type=int, default=256 << 10)
     limits.add_argument("--write-low-water", type=int, default=64 << 10)
     limits.add_argument("--max-write-buffer", type=int, default=4 << 20)
 
 
-def run(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
+def build_config(args: argparse.Namespace) -> ServerConfig:
+    """The ``ServerConfig`` the parsed arguments ask for (reads the token file, if any)."""
     from connscale.core.protocol.limits import ServerLimits
     from connscale.errors import ConfigurationError
     from connscale.server.app import read_token_file
     from connscale.server.config import ServerConfig
-    from connscale.server.supervisor import serve
 
-    config_options: dict[str, Any] = {}
+    bearer_token = None
     if args.token_file is not None:
         if args.transport != "http":
             raise ConfigurationError("--token-file needs --transport http")
-        config_options["bearer_token"] = read_token_file(args.token_file)
-        if "bearer_token" not in {field.name for field in fields(ServerConfig)}:
-            # The server side (ServerConfig.bearer_token -> McpHttpHandler) is wired by the
-            # configuration; refuse rather than serve without the authentication asked for.
-            raise ConfigurationError("--token-file is not supported by this server build yet")
-
+        bearer_token = read_token_file(args.token_file)
     limits = ServerLimits(
         max_frame_bytes=args.max_frame_bytes,
         max_json_depth=args.max_json_depth,
@@ -98,11 +140,12 @@ def run(args: argparse.Namespace) -> int:
         max_pending_per_session=args.max_pending,
         max_connections=args.max_connections,
         handshake_timeout=args.handshake_timeout,
+        idle_timeout=args.idle_timeout or None,  # 0: off
         write_high_water=args.write_high_water,
         write_low_water=args.write_low_water,
         max_write_buffer=args.max_write_buffer,
     )
-    config = ServerConfig(
+    return ServerConfig(
         transport=args.transport,
         host=args.host,
         port=args.port,
@@ -116,6 +159,13 @@ def run(args: argparse.Namespace) -> int:
         allowed_origins=tuple(args.allowed_origin),
         experts=args.experts,
         experts_timeout=args.experts_timeout,
-        **config_options,
+        http_keepalive_timeout=args.http_keepalive_timeout or None,  # 0: the handshake timeout
+        socket_send_buffer=args.socket_send_buffer,
+        bearer_token=bearer_token,
     )
-    return serve(config)
+
+
+def run(args: argparse.Namespace) -> int:
+    from connscale.server.supervisor import serve
+
+    return serve(build_config(args))

@@ -84,7 +84,7 @@ def timer_resolution(*timeouts: float | None) -> float:
 class TimerWheel(Generic[Item]):
     """Coarse timers: items wait in one bucket per tick; a sweep once a tick expires them.
 
-    Why not ``loop.call_later`` per connection: a ``TimerHandle`` is ~200 B and a heap entry
+    Why not ``loop.call_later`` per connection: a ``TimerHandle`` is ~220 B with its heap entry
     per connection; here a pending timer is one bucket entry (8 B in an ``array('Q')``), and
     activity is stamped in the engine's own arrays without moving anything. An expired item
     goes to ``on_expired``, which closes it or schedules it again (lazy re-arming). Items

@@ -49,6 +49,10 @@ class ServerConfig:
     #: memory a client that never reads can hold, and how much it is served before flow
     #: control pauses it.
     socket_send_buffer: int = 0
+    #: HTTP: every request must carry ``Authorization: Bearer <token>`` (401 otherwise).
+    #: Kept out of ``repr`` so that logging a configuration never logs the secret; workers
+    #: receive it pickled through the spawn pipe, never in argv or the environment.
+    bearer_token: bytes | None = field(default=None, repr=False)
     server_name: str = "connscale"
 
     def __post_init__(self) -> None:
@@ -70,6 +74,11 @@ class ServerConfig:
             raise ConfigurationError("http_keepalive_timeout must be > 0 or None")
         if self.socket_send_buffer < 0:
             raise ConfigurationError("socket_send_buffer must be >= 0 (0: the kernel decides)")
+        if self.bearer_token is not None:
+            if self.transport != "http":
+                raise ConfigurationError("a bearer token needs transport http")
+            if not isinstance(self.bearer_token, bytes) or not self.bearer_token:
+                raise ConfigurationError("bearer_token must be non-empty bytes or None")
         if self.backlog < 1 or self.revocation_capacity < 1:
             raise ConfigurationError("backlog and revocation_capacity must be >= 1")
 

@@ -60,6 +60,25 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _worker_connection_limit(config: ServerConfig) -> int:
+    """The connections one worker may hold, derived as the engines derive it."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    open_files = soft if soft != resource.RLIM_INFINITY else 1 << 20
+    return config.limits.connection_limit(open_files)
+
+
+def _session_table(config: ServerConfig) -> SessionTable:
+    """A table sized once for the worker's worst case; its columns commit page by page.
+
+    TCP holds one session per connection and the engine refuses connections over the
+    limit, so the table never needs to grow. HTTP sessions are not bound to connections
+    (a slot per request in flight or open event stream), so growth stays allowed there.
+    """
+    http = config.transport == "http"
+    capacity = max(1024, _worker_connection_limit(config))
+    return SessionTable(capacity, max_capacity=None if http else capacity, index_by_id=http)
+
+
 def _bind(config: ServerConfig, port: int, *, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -102,7 +121,7 @@ class Worker:
     def _build(self, listener: socket.socket) -> EpollEngine | AsyncioEngine:
         config = self.config
         http = config.transport == "http"
-        table = SessionTable(index_by_id=http)
+        table = _session_table(config)
         experts = load_experts(config.experts) if config.experts else None
         registry = build_registry(CircleOfExperts(experts, timeout=config.experts_timeout))
         protocol = McpProtocol(
@@ -122,6 +141,7 @@ class Worker:
                 path=config.http_path,
                 sse_responses=config.sse_responses,
                 allowed_origins=config.allowed_origins,
+                bearer_token=config.bearer_token,
             )
         keepalive = config.http_keepalive_timeout
         if config.engine == "epoll":
