@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from connscale.core.session import SessionTable, Transport
 from connscale.engines.aio import AsyncioEngine
 from connscale.engines.epoll import EpollEngine
 from connscale.server.app import build_registry
+from connscale.testing import engine_in_thread
 
 
 @dataclass
@@ -55,31 +55,8 @@ def start_server(
         engine = EpollEngine(listener, protocol, registry.invoke, http=handler)
     else:
         engine = AsyncioEngine(listener, protocol, registry.invoke, http=handler)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def boot() -> None:
-            if isinstance(engine, EpollEngine):
-                engine.start()
-            else:
-                await engine.start()
-            started.set()
-
-        loop.run_until_complete(boot())
-        loop.run_forever()
-        engine.close()
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(5)
     try:
-        yield RunningServer(port, engine, loop)
+        with engine_in_thread(engine) as loop:
+            yield RunningServer(port, engine, loop)
     finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
         listener.close()

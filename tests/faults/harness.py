@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from connscale.engines._base import ToolInvoker
 from connscale.engines.aio import AsyncioEngine
 from connscale.engines.epoll import EpollEngine
 from connscale.server.app import build_registry
+from connscale.testing import engine_in_thread
 
 INIT = (
     b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18",'
@@ -96,33 +96,10 @@ def running(
         engine = AsyncioEngine(
             listener, protocol, invoke, http=handler, keepalive_timeout=keepalive_timeout
         )
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def boot() -> None:
-            if isinstance(engine, EpollEngine):
-                engine.start()
-            else:
-                await engine.start()
-            started.set()
-
-        loop.run_until_complete(boot())
-        loop.run_forever()
-        engine.close()
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(5)
     try:
-        yield Running(listener.getsockname()[1], engine, loop)
+        with engine_in_thread(engine) as loop:
+            yield Running(listener.getsockname()[1], engine, loop)
     finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
         listener.close()
 
 

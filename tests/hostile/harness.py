@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from connscale.core.session import SessionTable, Transport
 from connscale.engines.aio import AsyncioEngine
 from connscale.engines.epoll import EpollEngine
 from connscale.server.app import build_registry
+from connscale.testing import engine_in_thread
 
 ENGINES = ["epoll", "asyncio"]
 TOOLS = build_registry().descriptors()
@@ -160,33 +160,10 @@ def running(
         engine = EpollEngine(listener, protocol, registry.invoke, http=handler)
     else:
         engine = AsyncioEngine(listener, protocol, registry.invoke, http=handler)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def boot() -> None:
-            if isinstance(engine, EpollEngine):
-                engine.start()
-            else:
-                await engine.start()
-            started.set()
-
-        loop.run_until_complete(boot())
-        loop.run_forever()
-        engine.close()
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(5)
     try:
-        yield Running(port, engine, protocol, loop)
+        with engine_in_thread(engine) as loop:
+            yield Running(port, engine, protocol, loop)
     finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
         listener.close()
 
 
