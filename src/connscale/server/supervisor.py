@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import mmap
 import multiprocessing
@@ -184,11 +185,17 @@ class Worker:
         if not self._reuse_port:  # a worker leaves Ctrl-C to its supervisor (it forwards)
             loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGUSR1, self.write_statistics)
-        self._start_gc_recorder()
         if isinstance(engine, EpollEngine):
             engine.start()
         else:
             await engine.start()
+        # Everything alive now (modules, the tool registry, the engine's arrays) lives as long
+        # as the worker: freeze it, so that full collections scan only what came later.
+        # That one-off collection happens before the worker serves anyone, so the pause
+        # recorder starts after it and records serving-time pauses only.
+        gc.collect()
+        gc.freeze()
+        self._start_gc_recorder()
         parent = os.getppid()
         if on_ready is not None:
             on_ready(self)
@@ -240,7 +247,7 @@ class Worker:
         self._gc_recorder = recorder
 
     def statistics(self) -> dict[str, Any]:
-        """The stats-file payload: pid, connections, sessions, gc (or None)."""
+        """The stats-file payload: pid, connections, sessions, gc (or None), frozen objects."""
         engine = self.engine
         stats = engine.statistics() if engine is not None else None
         gc_stats = None
@@ -251,6 +258,7 @@ class Worker:
             "connections": stats.connections if stats else 0,
             "sessions": stats.sessions if stats else 0,
             "gc": gc_stats,
+            "gc_frozen_objects": gc.get_freeze_count(),
         }
 
     def write_statistics(self) -> None:
