@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from connscale import testing
 
 PROTOCOL_VERSION = "2025-06-18"
 INIT = (
@@ -72,32 +72,17 @@ def served(
     With ``config`` (``ServerConfig`` fields, ``limits`` as a dict of ``ServerLimits``
     fields) the server is started from Python instead, for settings the CLI does not take.
     """
-    with tempfile.TemporaryDirectory(prefix="connscale-bench-") as scratch:
-        ready_file = Path(scratch) / "ready.json"
-        if config is not None:
-            command = [sys.executable, "-m", "benchmarks._serving", json.dumps(config)]
-        else:
-            command = [sys.executable, "-m", "connscale", "serve", *arguments]
-        process = subprocess.Popen([*command, "--ready-file", str(ready_file)])
-        try:
-            deadline = time.monotonic() + timeout
-            while not ready_file.exists():
-                if process.poll() is not None:
-                    raise RuntimeError(f"server exited with {process.returncode} before ready")
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not become ready in time")
-                time.sleep(0.02)
-            ready = json.loads(ready_file.read_text())
-            pids = [int(pid) for pid in ready["pids"]]
-            yield Served(process, int(ready["port"]), pids, ready_file)
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.kill(process.pid, signal.SIGKILL)
-                    process.wait(5)
+    command = None
+    if config is not None:
+        command = [sys.executable, "-m", "benchmarks._serving", json.dumps(config)]
+    with (
+        tempfile.TemporaryDirectory(prefix="connscale-bench-") as scratch,
+        testing.served(
+            Path(scratch), arguments, command=command, timeout=timeout, stop_timeout=15
+        ) as (process, ready),
+    ):
+        pids = [int(pid) for pid in ready["pids"]]
+        yield Served(process, int(ready["port"]), pids, Path(scratch) / "ready.json")
 
 
 class McpClient:

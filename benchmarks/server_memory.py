@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from connscale.bench.orchestrator import wait_ready_file
 from connscale.memory import sample
 from connscale.profile import scaling
 
@@ -99,12 +100,7 @@ def start(engine: str, transport: str, extra: tuple[str, ...], workdir: Path) ->
         *extra,
     ]
     process = subprocess.Popen(command)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("server did not start")
-        time.sleep(0.02)
-    info = json.loads(ready.read_text())
+    info = wait_ready_file(ready, process, name="connscale serve", timeout=30)
     return Server(process, info["port"], info["pids"][0], stats_dir)
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from connscale import testing
 from connscale.core.protocol.http import McpHttpHandler
 from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.mcp import McpProtocol
@@ -168,21 +166,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 def served(
     tmp_path: Path, *arguments: str, env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, Any]]]:
-    """``connscale serve ARGS`` in a subprocess, ready; killed on exit if still running."""
-    ready_file = tmp_path / "ready.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "connscale", "serve", "--ready-file", str(ready_file), *arguments],
-        env={**os.environ, **(env or {})},
-    )
-    try:
-        wait_until(lambda: ready_file.exists() or process.poll() is not None, timeout=30)
-        assert process.poll() is None, f"server exited with {process.returncode}"
-        yield process, json.loads(ready_file.read_text())
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+    """``connscale serve ARGS`` in a subprocess, ready; stopped on exit if still running."""
+    with testing.served(tmp_path, arguments, env=env) as running:
+        yield running

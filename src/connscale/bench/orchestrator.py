@@ -301,7 +301,7 @@ def _wait_started(
 ) -> RunningServer:
     try:
         if spec.port is None:
-            info = _wait_ready_file(ready_file, process, spec, start_timeout)
+            info = wait_ready_file(ready_file, process, name=spec.name, timeout=start_timeout)
             return RunningServer(
                 str(info.get("host", spec.host)),
                 int(info["port"]),
@@ -320,13 +320,17 @@ def _wait_started(
         raise
 
 
-def _wait_ready_file(
-    path: Path, process: subprocess.Popen[bytes], spec: ServerSpec, timeout: float
+def wait_ready_file(
+    path: Path, process: subprocess.Popen[bytes], *, name: str, timeout: float
 ) -> dict[str, Any]:
+    """The ready-file payload of a starting server (``connscale serve --ready-file``).
+
+    ServerError if the process exits first or writes no valid payload within ``timeout``.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServerError(f"{spec.name} exited with code {process.returncode} at start")
+            raise ServerError(f"{name} exited with code {process.returncode} at start")
         if path.exists():
             try:
                 info = msgspec.json.decode(path.read_bytes())
@@ -335,7 +339,7 @@ def _wait_ready_file(
             if isinstance(info, dict) and "port" in info:
                 return info
         time.sleep(0.05)
-    raise ServerError(f"{spec.name} wrote no ready file within {timeout:g} s")
+    raise ServerError(f"{name} wrote no ready file within {timeout:g} s")
 
 
 def _wait_port(
@@ -892,5 +896,6 @@ __all__ = [
     "run_bench",
     "running_server",
     "summary_markdown",
+    "wait_ready_file",
     "write_outputs",
 ]
