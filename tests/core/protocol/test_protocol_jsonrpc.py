@@ -18,7 +18,6 @@ from connscale.core.protocol.jsonrpc import (
     decode_message,
     encode_error,
     encode_result,
-    json_depth,
     json_shape,
 )
 
@@ -82,8 +81,8 @@ def test_deep_nesting_is_refused() -> None:
 
 
 def test_json_depth() -> None:
-    assert json_depth(1) == 0
-    assert json_depth({"a": [1, {"b": []}]}) == 4
+    assert json_shape(1, 100)[0] == 0
+    assert json_shape({"a": [1, {"b": []}]}, 100)[0] == 4
 
 
 def test_encoders_produce_valid_json_rpc() -> None:

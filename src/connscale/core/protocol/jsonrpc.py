@@ -28,7 +28,6 @@ __all__ = [
     "encode_notification",
     "encode_result",
     "encode_result_raw",
-    "json_depth",
     "json_shape",
 ]
 
@@ -91,22 +90,6 @@ _decoder: Final = msgspec.json.Decoder(_Envelope)
 # as UnicodeDecodeError rather than DecodeError (found by fuzzing): JSON must be UTF-8.
 _NOT_JSON: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
 _encoder: Final = msgspec.json.Encoder()
-
-
-def json_depth(value: object) -> int:
-    """Nesting depth of a decoded JSON value (a scalar is 0); iterative, so never recurses."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            depth += 1
-            stack.extend((child, depth) for child in item.values())
-        elif isinstance(item, list):
-            depth += 1
-            stack.extend((child, depth) for child in item)
-        deepest = max(deepest, depth)
-    return deepest
 
 
 def json_shape(value: object, max_items: int) -> tuple[int, int]:
