@@ -11,7 +11,7 @@ import asyncio
 import socket
 from typing import Any, Final, cast
 
-from connscale.core.protocol.framing import split_frames
+from connscale.core.protocol.framing import split_frames, turn_cut
 from connscale.core.protocol.http import (
     SSE_END,
     HttpExchange,
@@ -186,22 +186,16 @@ class _Connection(asyncio.Protocol):
             rest, start = self._backlog
             data, offset, self._backlog = rest[start:] + data, 0, None
         max_frame_bytes = self._engine._protocol.limits.max_frame_bytes
-        cut = offset
-        for _ in range(_FRAMES_PER_TURN):
-            newline = data.find(b"\n", cut)
-            if newline < 0:
-                break
-            cut = newline + 1
-        else:
-            if data.find(b"\n", cut) >= 0:  # more frames than one turn: the rest waits
-                partial, self._partial = self._partial, None
-                frames, _tail, too_large = split_frames(partial, data[offset:cut], max_frame_bytes)
-                self._handle_frames(frames, too_large)
-                if self.transport is not None and not too_large:
-                    self._backlog = (data, cut)
-                    self.transport.pause_reading()
-                    asyncio.get_running_loop().call_soon(self._next_turn)
-                return
+        cut = turn_cut(data, offset, _FRAMES_PER_TURN)
+        if cut is not None:  # more frames than one turn: the rest waits
+            partial, self._partial = self._partial, None
+            frames, _tail, too_large = split_frames(partial, data[offset:cut], max_frame_bytes)
+            self._handle_frames(frames, too_large)
+            if self.transport is not None and not too_large:
+                self._backlog = (data, cut)
+                self.transport.pause_reading()
+                asyncio.get_running_loop().call_soon(self._next_turn)
+            return
         partial, self._partial = self._partial, None
         frames, tail, too_large = split_frames(
             partial, data[offset:] if offset else data, max_frame_bytes

@@ -25,7 +25,7 @@ import socket
 from array import array
 from typing import Any, Final
 
-from connscale.core.protocol.framing import split_frames
+from connscale.core.protocol.framing import split_frames, turn_cut
 from connscale.core.protocol.http import (
     SSE_END,
     HttpExchange,
@@ -285,24 +285,18 @@ class EpollEngine:
 
     def _on_tcp_data(self, fd: int, data: bytes, offset: int = 0) -> None:
         """Handle the frames in ``data[offset:]``, at most one turn's worth now."""
-        cut = offset
-        for _ in range(_FRAMES_PER_TURN):
-            newline = data.find(b"\n", cut)
-            if newline < 0:
-                break
-            cut = newline + 1
-        else:
-            if data.find(b"\n", cut) >= 0:  # more frames than one turn: the rest waits
-                pending = self._partial.pop(fd, None)
-                frames, _tail, too_large = split_frames(
-                    pending, data[offset:cut], self._limits.max_frame_bytes
-                )
-                self._handle_frames(fd, frames, too_large)
-                if self._kind[fd] != _FREE and not too_large:
-                    self._backlog[fd] = (data, cut)
-                    self._update_mask(fd)  # stop reading until the backlog is handled
-                    self._schedule_backlog()
-                return
+        cut = turn_cut(data, offset, _FRAMES_PER_TURN)
+        if cut is not None:  # more frames than one turn: the rest waits
+            pending = self._partial.pop(fd, None)
+            frames, _tail, too_large = split_frames(
+                pending, data[offset:cut], self._limits.max_frame_bytes
+            )
+            self._handle_frames(fd, frames, too_large)
+            if self._kind[fd] != _FREE and not too_large:
+                self._backlog[fd] = (data, cut)
+                self._update_mask(fd)  # stop reading until the backlog is handled
+                self._schedule_backlog()
+            return
         frames, tail, too_large = split_frames(
             self._partial.pop(fd, None),
             data[offset:] if offset else data,

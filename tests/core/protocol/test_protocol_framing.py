@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connscale.core.protocol.framing import split_frames
+from connscale.core.protocol.framing import split_frames, turn_cut
 
 
 def test_complete_frames_and_tail() -> None:
@@ -85,3 +85,12 @@ def test_a_line_of_exactly_the_limit_split_inside_its_crlf_is_accepted() -> None
     second = split_frames(first.tail, b"\nxyz\r\n", 3)
     assert second == ([b"abc", b"xyz"], None, False)
     assert split_frames(None, b"abcd\r", 3).too_large  # but a real over-long line is not
+
+
+def test_turn_cut_ends_a_turn_only_when_more_frames_follow() -> None:
+    data = b"a\nb\nc\n"
+    assert turn_cut(data, 0, 2) == 4  # "a\nb\n" now, "c\n" next turn
+    assert turn_cut(data, 4, 2) is None  # one frame left: fits in the turn
+    assert turn_cut(data, 0, 3) is None  # exactly one turn
+    assert turn_cut(b"a\nb\npartial", 0, 2) is None  # a tail is not a frame
+    assert turn_cut(b"", 0, 1) is None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Frames", "split_frames"]
+__all__ = ["Frames", "split_frames", "turn_cut"]
 
 
 class Frames(NamedTuple):
@@ -61,3 +61,18 @@ def split_frames(
         return Frames(frames, None, True)
     # Copy the tail: the caller's data buffer is reused for the next read.
     return Frames(frames, bytearray(view[start:end]), False)
+
+
+def turn_cut(data: bytes | bytearray, offset: int, frames_per_turn: int) -> int | None:
+    """Where a turn of ``frames_per_turn`` frames ends in ``data[offset:]``, when more
+    complete frames follow it; None when the rest fits in one turn.
+
+    Engines serve a pipelining client one turn at a time, so it cannot starve the others.
+    """
+    cut = offset
+    for _ in range(frames_per_turn):
+        newline = data.find(b"\n", cut)
+        if newline < 0:
+            return None
+        cut = newline + 1
+    return cut if data.find(b"\n", cut) >= 0 else None
