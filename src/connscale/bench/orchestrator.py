@@ -261,12 +261,14 @@ def running_server(
     spec: ServerSpec, workdir: Path, *, start_timeout: float = 30.0
 ) -> Iterator[RunningServer]:
     """Start the server in its own process group; stop the whole group afterwards."""
-    log = (workdir / f"{spec.name.replace(' ', '_')}.log").open("wb")
-    ready_file = workdir / f"{spec.name.replace(' ', '_')}.ready.json"
+    stem = spec.name.replace(" ", "_")
+    log_path = workdir / f"{stem}.log"
+    log = log_path.open("wb")
+    ready_file = workdir / f"{stem}.ready.json"
     stats_dir: Path | None = None
     argv = list(spec.argv)
     if spec.port is None:
-        stats_dir = workdir / f"{spec.name.replace(' ', '_')}.stats"
+        stats_dir = workdir / f"{stem}.stats"
         stats_dir.mkdir(exist_ok=True)
         argv += ["--ready-file", str(ready_file), "--stats-dir", str(stats_dir)]
     try:
@@ -280,7 +282,7 @@ def running_server(
         yield _wait_started(
             spec,
             process,
-            workdir=workdir,
+            log_path=log_path,
             ready_file=ready_file,
             stats_dir=stats_dir,
             start_timeout=start_timeout,
@@ -294,7 +296,7 @@ def _wait_started(
     spec: ServerSpec,
     process: subprocess.Popen[bytes],
     *,
-    workdir: Path,
+    log_path: Path,
     ready_file: Path,
     stats_dir: Path | None,
     start_timeout: float,
@@ -312,7 +314,6 @@ def _wait_started(
         _wait_port(spec.host, spec.port, process, spec, start_timeout)
         return RunningServer(spec.host, spec.port, process, (process.pid,), None, True)
     except ServerError as exc:
-        log_path = workdir / f"{spec.name.replace(' ', '_')}.log"
         with contextlib.suppress(OSError):
             tail = log_path.read_bytes()[-400:].decode(errors="replace").strip()
             if tail:

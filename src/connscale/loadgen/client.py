@@ -21,7 +21,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import h11
 from hdrh.histogram import HdrHistogram
@@ -120,15 +120,7 @@ class SwarmStatus:
     first_error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "goal": self.goal,
-            "established": self.established,
-            "connecting": self.connecting,
-            "failed": self.failed,
-            "dropped": self.dropped,
-            "failures": dict(self.failures),
-            "first_error": self.first_error,
-        }
+        return asdict(self)
 
 
 @dataclass

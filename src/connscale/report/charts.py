@@ -57,6 +57,16 @@ def _new_figure() -> tuple[Figure, Any]:
     return figure, figure.add_subplot()
 
 
+def _finish(figure: Figure, axes: Any, xlabel: str, ylabel: str, title: str) -> bytes:
+    """Label, grid and legend every chart the same way, then render it."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+    return _png(figure)
+
+
 def _png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
@@ -89,12 +99,13 @@ def scaling_chart(servers: Sequence[ServerResult]) -> bytes | None:
         drawn = True
     if not drawn:
         return None
-    axes.set_xlabel("live connections")
-    axes.set_ylabel("memory (MiB)")
-    axes.set_title("Memory against connections (line: least-squares fit)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    return _png(figure)
+    return _finish(
+        figure,
+        axes,
+        "live connections",
+        "memory (MiB)",
+        "Memory against connections (line: least-squares fit)",
+    )
 
 
 def timeline_chart(servers: Sequence[ServerResult]) -> bytes | None:
@@ -119,12 +130,7 @@ def timeline_chart(servers: Sequence[ServerResult]) -> bytes | None:
         drawn = True
     if not drawn:
         return None
-    axes.set_xlabel("time since start (s)")
-    axes.set_ylabel("memory (MiB)")
-    axes.set_title("Memory over time")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    return _png(figure)
+    return _finish(figure, axes, "time since start (s)", "memory (MiB)", "Memory over time")
 
 
 def gc_histogram(servers: Sequence[ServerResult]) -> bytes | None:
@@ -146,12 +152,7 @@ def gc_histogram(servers: Sequence[ServerResult]) -> bytes | None:
             label=f"{name} ({len(pauses)} pauses)",
         )
     axes.set_xscale("log")
-    axes.set_xlabel("GC pause (ms)")
-    axes.set_ylabel("collections")
-    axes.set_title("GC pause histogram")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize="small")
-    return _png(figure)
+    return _finish(figure, axes, "GC pause (ms)", "collections", "GC pause histogram")
 
 
 __all__ = [
