@@ -93,12 +93,14 @@ class ProcessGoneError(MeasurementError):
 class ProtocolError(ConnscaleError):
     """A peer broke JSON-RPC, MCP or framing rules.
 
-    ``code`` is the JSON-RPC error code to answer with, when one applies.
+    ``code`` is the JSON-RPC error code to answer with, when one applies; ``data`` (JSON-able,
+    optional) goes into the error object's ``data``.
     """
 
-    def __init__(self, message: str, code: int = -32600) -> None:
+    def __init__(self, message: str, code: int = -32600, data: object = None) -> None:
         super().__init__(message)
         self.code = code
+        self.data = data
 
 
 class ServerError(ConnscaleError):
