@@ -1,9 +1,9 @@
-"""Fuzz the Streamable HTTP request path (h11 + the MCP handler) with arbitrary bytes.
+"""Fuzz the Streamable HTTP request path (llhttp, the connection core, the MCP handler).
 
 The first byte picks how the input is cut into reads; a valid session token and bearer
 token are available as ``{SESSION}``/``{TOKEN}`` placeholders so that mutations reach
 the code behind authentication. Checks: nothing raises, every answer has a documented
-status, the bytes an exchange holds stay under its bound, transient slots are freed.
+status, the bytes a reader holds stay under its bound, session slots are freed.
 Run: ``python fuzz/fuzz_http.py -max_total_time=180 fuzz/corpus/http``.
 """
 
@@ -19,14 +19,13 @@ def _instrumented() -> contextlib.AbstractContextManager[object]:
         return contextlib.nullcontext()  # imported by the test suite
     import atheris
 
-    return atheris.instrument_imports(include=["connscale", "_targets", "h11"])
+    return atheris.instrument_imports(include=["connscale", "_targets"])
 
 
 with _instrumented():
-    from _targets import INITIALIZE, drive_http, make_http_handler
+    from _targets import INITIALIZE, drive_http, make_core
 
 _TOKEN = b"fuzz-bearer-token"
-_handler = make_http_handler(bearer_token=_TOKEN)
 
 
 def _session_token() -> bytes:
@@ -37,11 +36,10 @@ def _session_token() -> bytes:
         + b"content-length: %d\r\n\r\n" % len(INITIALIZE)
         + INITIALIZE
     )
-    exchange = _handler.new_exchange()
-    exchange.receive(request)
-    response = _handler.next_outcome(exchange)
-    assert isinstance(response, bytes)
-    for line in response.split(b"\r\n"):
+    core, wire = make_core(http=True, bearer_token=_TOKEN)
+    core.open(0)
+    core.receive(0, request)
+    for line in bytes(wire.output).split(b"\r\n"):
         if line.lower().startswith(b"mcp-session-id: "):
             return line.split(b": ", 1)[1]
     raise AssertionError("initialize gave no session id")
@@ -56,7 +54,7 @@ def test_one_input(data: bytes) -> None:
     read_size = 1 + data[0] * 4
     stream = data[1:].replace(b"{SESSION}", _SESSION).replace(b"{TOKEN}", _TOKEN)
     chunks = [stream[i : i + read_size] for i in range(0, len(stream), read_size)]
-    drive_http(make_http_handler(bearer_token=_TOKEN), chunks)  # a DELETE does not stick
+    drive_http(chunks, bearer_token=_TOKEN)  # a fresh core each time: a DELETE does not stick
 
 
 def main() -> None:

@@ -18,17 +18,15 @@ def _instrumented() -> contextlib.AbstractContextManager[object]:
         return contextlib.nullcontext()  # imported by the test suite
     import atheris
 
-    return atheris.instrument_imports(include=["connscale", "_targets", "h11"])
+    return atheris.instrument_imports(include=["connscale", "_targets"])
 
 
 with _instrumented():
-    from _targets import INITIALIZE, SMALL_LIMITS, TOOLS, check_protocol_outcome
+    from _targets import INITIALIZE, check_protocol_outcome, make_protocol
 
     from connscale.core.protocol.jsonrpc import decode_message
-    from connscale.core.protocol.mcp import McpProtocol
-    from connscale.core.session import SessionTable
 
-_protocol = McpProtocol(SessionTable(), tools=TOOLS, limits=SMALL_LIMITS)
+_protocol = make_protocol()
 
 
 def test_one_input(data: bytes) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from connscale._version import __version__
 from connscale.clock import FakeClock
 from connscale.errors import (
+    AppLoadError,
     BatchTooLargeError,
     CacheError,
     ConfigurationError,
@@ -110,6 +111,7 @@ from connscale.loadgen.runner import LoadRunner
 # --- end load and bench ------------------------------------------------------------------------
 
 __all__ = [
+    "AppLoadError",
     "BatchTooLargeError",
     "CacheError",
     "ConfigurationError",

@@ -19,7 +19,8 @@ handle all of them::
     │   ├── NotAvailableError       a /proc file or reading this system cannot give
     │   └── ProcessGoneError        the measured process exited
     ├── ProtocolError               a JSON-RPC / MCP / framing violation (carries ``code``)
-    ├── ServerError                 the reference server could not start or run
+    ├── ServerError                 the server could not start or run
+    │   └── AppLoadError            an --app target that cannot be loaded (says why)
     ├── LoadError
     │   ├── PlanError               a load plan that cannot fit this machine's limits
     │   └── TargetRefusedError      the target refused or dropped connections
@@ -107,6 +108,10 @@ class ServerError(ConnscaleError):
     """The reference server could not start or keep running."""
 
 
+class AppLoadError(ServerError, ConfigurationError):
+    """An app target (``--app``) that cannot be imported or is not an app; says why."""
+
+
 class LoadError(ConnscaleError):
     """The load generator could not do what was asked."""
 
@@ -128,6 +133,7 @@ class CorruptRunError(ReportError):
 
 
 __all__ = [
+    "AppLoadError",
     "BatchTooLargeError",
     "CacheError",
     "ConfigurationError",

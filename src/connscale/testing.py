@@ -1,63 +1,154 @@
-"""Helpers for testing code built on connscale: a fake clock, an engine run in a thread, and
-``connscale serve`` run in a subprocess."""
+"""Helpers for testing code built on connscale: a fake clock, a server run in a thread with
+time under the test's control, and ``connscale serve`` run in a subprocess."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from connscale.bench.orchestrator import wait_ready_file
 from connscale.clock import FakeClock
-from connscale.engines.aio import AsyncioEngine
-from connscale.engines.epoll import EpollEngine
+from connscale.core.protocol.limits import ServerLimits
+from connscale.engines._base import Engine
 from connscale.errors import ServerError
+from connscale.server.build import build_engine
+from connscale.server.config import ServerConfig
+from connscale.server.supervisor import resolve_app
+
+__all__ = ["FakeClock", "ServingThread", "engine_in_thread", "serve_in_thread", "served"]
+
+Result = TypeVar("Result")
 
 
 @contextmanager
 def engine_in_thread(
-    engine: EpollEngine | AsyncioEngine, *, start_timeout: float = 5.0
+    engine: Engine, *, start_timeout: float = 5.0
 ) -> Iterator[asyncio.AbstractEventLoop]:
-    """Run ``engine`` on a new event loop in a daemon thread; yields that loop.
+    """Run ``engine`` on a new event loop in a thread; yields that loop once it serves.
 
-    On exit the loop stops, the engine closes and the thread is joined, so a test's
-    blocking client code can talk to a real engine over loopback without an event loop.
+    On exit the engine closes, the loop stops and the thread is joined (``ServerError``
+    if it does not end), so a test's blocking client code can talk to a real engine over
+    loopback without an event loop of its own. A stop right after the start is not lost:
+    the thread waits for an event that the exit sets, whenever it comes.
     """
     loop = asyncio.new_event_loop()
     started = threading.Event()
+    failure: list[BaseException] = []
+    stop: asyncio.Event | None = None
+
+    async def main() -> None:
+        nonlocal stop
+        stop = asyncio.Event()
+        try:
+            await engine.start()
+        except BaseException as exc:
+            failure.append(exc)
+            started.set()
+            return
+        started.set()
+        try:
+            await stop.wait()
+        finally:
+            engine.close()
+            await asyncio.sleep(0)  # let cancelled calls finish their cleanup
 
     def run() -> None:
         asyncio.set_event_loop(loop)
-
-        async def boot() -> None:
-            if isinstance(engine, EpollEngine):
-                engine.start()
-            else:
-                await engine.start()
-            started.set()
-
-        loop.run_until_complete(boot())
-        loop.run_forever()
-        engine.close()
-        loop.run_until_complete(asyncio.sleep(0))
-        loop.close()
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
 
     thread = threading.Thread(target=run, name="connscale-engine", daemon=True)
     thread.start()
-    if not started.wait(start_timeout):
-        loop.call_soon_threadsafe(loop.stop)
-        raise ServerError(f"the engine did not start within {start_timeout} s")
     try:
+        if not started.wait(start_timeout):
+            raise ServerError(f"the engine did not start within {start_timeout} s")
+        if failure:
+            raise ServerError(f"the engine failed to start: {failure[0]}") from failure[0]
         yield loop
     finally:
-        loop.call_soon_threadsafe(loop.stop)
+        if stop is not None and not loop.is_closed():
+            # call_soon_threadsafe is safe even if the loop stopped meanwhile: then the
+            # thread has ended and join returns at once.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
         thread.join(start_timeout)
+        if thread.is_alive():
+            raise ServerError("the engine thread did not stop in time")
+
+
+@dataclass
+class ServingThread:
+    """A server running in a thread: its port, engine, loop and (fake) clock."""
+
+    port: int
+    engine: Engine
+    loop: asyncio.AbstractEventLoop
+    clock: FakeClock
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def call(self, function: Callable[[], Result], timeout: float = 5.0) -> Result:
+        """Run ``function()`` on the server's loop and return its result."""
+
+        async def invoke() -> Result:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(invoke(), self.loop).result(timeout)
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's clock forward and let its timeouts fire (no sleeping)."""
+        self.clock.advance(seconds)
+        self.call(self.engine.run_timers)
+
+
+@contextmanager
+def serve_in_thread(
+    app: object | None = None,
+    *,
+    transport: str = "tcp",
+    engine: str = "epoll",
+    limits: ServerLimits | None = None,
+    clock: FakeClock | None = None,
+    **options: Any,
+) -> Iterator[ServingThread]:
+    """Serve ``app`` (default: the reference tools) on a loopback port from a thread.
+
+    The server runs on a ``FakeClock`` (given or new): its timeouts fire only when the
+    test calls ``advance``. ``options`` are further ``ServerConfig`` fields.
+    """
+    config = ServerConfig(
+        transport=transport,  # type: ignore[arg-type]
+        engine=engine,  # type: ignore[arg-type]
+        limits=limits or ServerLimits(),
+        **options,
+    )
+    clock = clock or FakeClock(1000.0)
+    listener = socket.socket()
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4096)
+        port = listener.getsockname()[1]
+        config = replace(config, port=port)
+        surface = resolve_app(config, app)
+        built = build_engine(config, surface, listener, clock=clock)
+        with engine_in_thread(built) as loop:
+            yield ServingThread(port, built, loop, clock)
+    finally:
+        listener.close()
 
 
 @contextmanager
@@ -92,6 +183,3 @@ def served(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
-
-
-__all__ = ["FakeClock", "engine_in_thread", "served"]

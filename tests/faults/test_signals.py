@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import LineClient, ping, served, tool_call
+from support import LineClient, line, ping, served, tool_call
 
 SLOW_EXPERT = """
 import asyncio
@@ -42,10 +42,10 @@ def test_sigterm_answers_every_request_in_flight(tmp_path: Path, engine: str) ->
         other = LineClient(port, timeout=10)  # an idle session: closed cleanly too
         other.initialize()
         consults = b"".join(
-            tool_call(10_000 + i, "consult_experts", {"question": f"q{i}?"})
+            line(tool_call(10_000 + i, "consult_experts", {"question": f"q{i}?"}))
             for i in range(CONSULTS)
         )
-        client.send(consults + b"".join(ping(i) for i in range(PINGS)))
+        client.send(consults + b"".join(line(ping(i)) for i in range(PINGS)))
         first = client.receive()  # the server is working through them
         assert first is not None
         started = time.monotonic()

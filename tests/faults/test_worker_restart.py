@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import LineClient, served, wait_until
+from support import LineClient, served, wait_until
 
 
 @pytest.mark.parametrize("engine", ["epoll", "asyncio"])

@@ -1,40 +1,35 @@
 """The bad-input matrix: one test per hostile input, its expected behaviour in the docstring.
 
-Each runs on the sans-I/O core (``Pipe``: framing + MCP exactly as an engine drives them)
-and, where the socket matters, against both engines on 127.0.0.1. docs/RELIABILITY.md
+Each runs on the sans-I/O connection core (``Pipe``: exactly what both engines run), and,
+where the socket matters, against both engines on 127.0.0.1 (more of those in
+tests/engines/test_contract.py). docs/RELIABILITY.md
 ("Hostile input and HTTP security") has the same matrix as a table.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import socket
-import struct
 import time
 import tracemalloc
 
 import pytest
 
-from connscale.core.protocol.framing import split_frames
-from connscale.core.protocol.http import HttpSession, McpHttpHandler
+from connscale.core.protocol.framing import TOO_LARGE, LineReader
+from connscale.core.protocol.httpwire import HttpError, HttpReader
 from connscale.core.protocol.limits import ServerLimits
-from connscale.core.protocol.mcp import McpProtocol
-from connscale.core.session import Phase, SessionTable, Transport
-
-from .harness import (
+from connscale.core.session import Phase
+from support import (
     ENGINES,
     INIT,
     INITIALIZED,
-    TOOLS,
+    HttpPipe,
     LineClient,
     Pipe,
     echo,
-    http_exchange,
     http_request,
     line,
-    parse_response,
     ping,
     running,
 )
@@ -201,8 +196,8 @@ def test_notification_method_with_an_id_is_refused() -> None:
     assert pipe.protocol.table.get(pipe.slot, "phase") == Phase.INITIALIZED
 
 
-def test_a_response_sent_by_the_client_is_ignored() -> None:
-    """A client's result or error (this server sends no requests): no answer, no effect."""
+def test_a_response_sent_by_the_client_to_nothing_is_ignored() -> None:
+    """A client's result or error that answers no request of ours: no answer, no effect."""
     pipe = Pipe()
     pipe.initialize()
     before = pipe.protocol.table.session(pipe.slot).to_dict()
@@ -210,6 +205,7 @@ def test_a_response_sent_by_the_client_is_ignored() -> None:
         {"jsonrpc": "2.0", "id": 1, "result": {}},
         {"jsonrpc": "2.0", "id": 2, "error": {"code": -1, "message": "x"}},
         {"jsonrpc": "2.0", "id": None, "result": 5},
+        {"jsonrpc": "2.0", "id": "s", "error": "not an object"},
     ]
     assert pipe.send(*responses) == []
     assert pipe.protocol.table.session(pipe.slot).to_dict() == before
@@ -225,7 +221,7 @@ def test_duplicate_request_ids() -> None:
     assert error_of(reply) == (1, INVALID_REQUEST)
     assert "duplicate" in str(reply["error"])
     [call] = pipe.held
-    answer = json.loads(pipe.protocol.finish_tool_call(call, {"content": [], "isError": False}))
+    [answer] = pipe.answer(call, {"content": [], "isError": False})
     assert answer["id"] == 1 and "result" in answer
     assert pipe.send(echo(1)) == []  # the id is free again once answered
     assert pipe.send(ping(7), ping(7)) == [{"jsonrpc": "2.0", "id": 7, "result": {}}] * 2
@@ -251,7 +247,7 @@ def test_binary_junk_gets_parse_errors_and_is_bounded() -> None:
     assert {error_of(reply)[1] for reply in replies} <= {PARSE_ERROR, INVALID_REQUEST}
     small = Pipe(ServerLimits(max_frame_bytes=64))
     [error, closed] = small.feed(b"\x00" * 65)
-    assert error_of(error) == (None, INVALID_REQUEST) and closed == {"closed": "frame too large"}
+    assert error_of(error) == (None, INVALID_REQUEST) and closed == {"closed": True}
 
 
 def test_requests_before_initialize() -> None:
@@ -306,8 +302,6 @@ def test_pipelined_requests_split_at_every_byte_boundary() -> None:
     ]
     assert replies == expected
     assert pipe.pending is None
-    longest_line = max(len(part) for part in PIPELINE.split(b"\n"))
-    assert pipe.max_pending_bytes <= longest_line
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -331,28 +325,29 @@ def test_frame_over_the_limit_is_an_error_then_close_and_never_buffered_whole() 
     1 MiB + one read has arrived; the framer never holds more than the limit."""
     limit = 1 << 20
     chunk = b"x" * (64 << 10)
-    pending: bytearray | None = None
+    reader = LineReader(limit)
     fed = 0
+    frame = None
     tracemalloc.start()
     try:
         while fed < 16 << 20:
-            result = split_frames(pending, chunk, limit)
+            reader.feed(chunk)
             fed += len(chunk)
-            if result.too_large:
+            frame = reader.next_frame()
+            if frame is TOO_LARGE:
                 break
-            pending = result.tail
-            assert pending is not None and len(pending) <= limit
+            assert len(reader) <= limit + 1
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert result.too_large and result.tail is None
+    assert frame is TOO_LARGE and len(reader) == 0
     assert fed <= limit + len(chunk)
     assert peak < 3 * limit  # the tail plus one read, not 16 MiB
     pipe = Pipe(ServerLimits(max_frame_bytes=1000))
     assert pipe.feed(b"y" * 600) == []
     [reply, closed] = pipe.feed(b"y" * 600)
     assert error_of(reply) == (None, INVALID_REQUEST) and "too large" in str(reply)
-    assert closed == {"closed": "frame too large"}
+    assert closed == {"closed": True}
     assert len(pipe.protocol.table) == 0  # the session was freed
 
 
@@ -362,53 +357,26 @@ def test_frames_before_the_oversized_one_are_answered() -> None:
     replies = pipe.feed(line(ping(1)) + b"z" * 300 + b"\n" + line(ping(2)))
     assert replies[0] == {"jsonrpc": "2.0", "id": 1, "result": {}}
     assert error_of(replies[1]) == (None, INVALID_REQUEST)
-    assert replies[2:] == [{"closed": "frame too large"}]
-
-
-@pytest.mark.parametrize("engine", ENGINES)
-def test_frame_over_the_limit_on_a_real_server(engine: str) -> None:
-    """Over a socket: an 8 MiB line against 64 KiB gets the error line, then EOF."""
-    with running(engine, limits=ServerLimits(max_frame_bytes=64 << 10)) as server:
-        client = LineClient(server.port)
-        client.sock.settimeout(5)
-        # The server may close while we are still sending: that is the point.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            client.sock.sendall(b"q" * (8 << 20))
-        reply = client.receive()
-        if reply is not None:  # a reset may have eaten the error line
-            assert error_of(reply) == (None, INVALID_REQUEST)
-            assert client.receive() is None
-        assert server.wait_for(lambda: server.engine.statistics().connections == 0)
-        assert len(server.protocol.table) == 0
-        client.close()
+    assert replies[2:] == [{"closed": True}]
 
 
 def test_http_body_over_the_limit_is_refused_before_it_is_read() -> None:
     """HTTP: a Content-Length over max_frame_bytes is 413 and close before any body byte;
-    a chunked body is cut at the limit; the exchange never holds more than limit + a read."""
-    protocol = McpProtocol(
-        SessionTable(index_by_id=True),
-        tools=TOOLS,
-        limits=ServerLimits(max_frame_bytes=1000),
-        transport=Transport.HTTP,
+    a chunked body is cut at the limit; a reader never holds more than limit + a read."""
+    pipe = HttpPipe(limits=ServerLimits(max_frame_bytes=1000))
+    connection = pipe.connect()
+    [(status, headers, _)] = pipe.exchange(
+        connection, http_request(headers={"content-length": str(10**12)})
     )
-    handler = McpHttpHandler(protocol)
-    exchange = handler.new_exchange()
-    exchange.receive(http_request(headers={"content-length": str(10**12)}))
-    response = handler.next_outcome(exchange)
-    assert isinstance(response, bytes) and parse_response(response)[0] == 413
-    assert exchange.must_close
-    exchange = handler.new_exchange()
+    assert status == 413 and headers["connection"] == "close" and pipe.is_closed(connection)
+    reader = HttpReader(max_header_bytes=16 << 10, max_body_bytes=1000)
     head = b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-    exchange.receive(head + b"transfer-encoding: chunked\r\n\r\n")
-    outcome = None
-    for _ in range(100):
-        exchange.receive(b"100\r\n" + b"a" * 256 + b"\r\n")
-        assert exchange.buffered_bytes <= 1000 + 300
-        outcome = handler.next_outcome(exchange)
-        if outcome is not None:
-            break
-    assert isinstance(outcome, bytes) and parse_response(outcome)[0] == 413
+    reader.feed(head + b"transfer-encoding: chunked\r\n\r\n")
+    with pytest.raises(HttpError) as refused:
+        for _ in range(100):
+            reader.feed(b"100\r\n" + b"a" * 256 + b"\r\n")
+            assert reader.queued_bytes == 0 and not reader.requests
+    assert refused.value.status == 413 and reader.failed
 
 
 def test_reset_in_the_middle_of_a_message_frees_everything() -> None:
@@ -420,74 +388,29 @@ def test_reset_in_the_middle_of_a_message_frees_everything() -> None:
     assert pipe.pending is not None
     pipe.close()
     assert len(pipe.protocol.table) == 0 and pipe.pending is None
-    protocol = McpProtocol(SessionTable(index_by_id=True), tools=TOOLS, transport=Transport.HTTP)
-    handler = McpHttpHandler(protocol)
-    exchange = handler.new_exchange()
-    exchange.receive(http_request(body=INIT))
-    response = handler.next_outcome(exchange)
-    assert isinstance(response, bytes)
-    token = parse_response(response)[1]["mcp-session-id"]
-    exchange = handler.new_exchange()
-    exchange.receive(http_request(body=echo(1), headers={"mcp-session-id": token})[:-5])
-    assert handler.next_outcome(exchange) is None  # mid-body
-    handler.abandon(exchange)
-    assert len(protocol.table) == 0
-    exchange = handler.new_exchange()
-    exchange.receive(http_request(body=echo(2), headers={"mcp-session-id": token}))
-    pending = handler.next_outcome(exchange)
-    assert isinstance(pending, HttpSession) and len(protocol.table) == 1
-    handler.release(pending)  # what the engine does when the connection died meanwhile
-    assert len(protocol.table) == 0
-
-
-@pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("transport", ["tcp", "http"])
-def test_reset_mid_message_on_a_real_server(engine: str, transport: str) -> None:
-    """Half a request, then RST: the server frees the connection and its session; others
-    are unaffected."""
-    with running(engine, transport) as server:
-        bystander = LineClient(server.port) if transport == "tcp" else None
-        if bystander is not None:
-            bystander.initialize()
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-        message = line(INIT) if transport == "tcp" else http_request(body=INIT)
-        sock.sendall(message[: len(message) // 2])
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()  # SO_LINGER 0: the kernel sends RST
-        expected = 1 if bystander is not None else 0
-        assert server.wait_for(lambda: server.engine.statistics().connections == expected)
-        assert len(server.protocol.table) == expected
-        if bystander is not None:
-            assert bystander.call(ping(9)) == {"jsonrpc": "2.0", "id": 9, "result": {}}
-            bystander.close()
-        else:
-            status, _, _ = http_exchange(server.port, http_request(body=INIT))
-            assert status == 200
+    http = HttpPipe(hold={"echo"})
+    token = http.initialized()
+    cut = http.connect()
+    http.feed(cut, http_request(body=echo(1), headers={"mcp-session-id": token})[:-5])
+    http.core.closed(cut)  # reset mid-body
+    assert len(http.protocol.table) == 0
+    held = http.connect()
+    http.feed(held, http_request(body=echo(2), headers={"mcp-session-id": token}))
+    [call] = http.runner.held
+    assert len(http.protocol.table) == 1  # the transient slot, while the call runs
+    http.core.closed(held)  # the connection died meanwhile
+    http.runner.answer(call, {"content": [], "isError": False})  # the late answer frees it
+    assert len(http.protocol.table) == 0 and http.take(held) == b""
 
 
 def test_half_closed_input_protocol_level() -> None:
     """EOF after complete frames: those frames were answered; an incomplete tail at EOF is
-    dropped unanswered (it is not a message), and closing frees the session."""
+    dropped unanswered (it is not a message), and the close frees the session."""
     pipe = Pipe()
     replies = pipe.feed(line(ping(1)) + line(ping(2)) + b'{"jsonrpc":"2.0","id":3')
     assert [reply["id"] for reply in replies] == [1, 2]
-    pipe.close()  # what an engine does on EOF
+    assert pipe.eof() == [{"closed": True}]  # nothing owed: closed at once
     assert len(pipe.protocol.table) == 0
-
-
-@pytest.mark.parametrize("engine", ENGINES)
-def test_half_closed_socket_gets_its_answers(engine: str) -> None:
-    """Requests, then shutdown(SHUT_WR): every synchronous answer arrives, then EOF, and the
-    server frees the connection (F2's tests cover the socket side further)."""
-    with running(engine) as server:
-        client = LineClient(server.port)
-        client.send(INIT, ping(1), ping(2))
-        client.sock.shutdown(socket.SHUT_WR)
-        replies = [client.receive() for _ in range(3)]
-        assert [(r or {}).get("id") for r in replies] == [0, 1, 2]
-        assert client.receive() is None
-        assert server.wait_for(lambda: server.engine.statistics().connections == 0)
-        client.close()
 
 
 def test_initialize_with_hostile_client_info_and_capabilities() -> None:
@@ -519,24 +442,15 @@ def test_initialize_with_hostile_client_info_and_capabilities() -> None:
 def test_http_initialize_state_always_fits_a_token() -> None:
     """Over HTTP the session travels in its token: with the limits above the largest
     accepted initialize still gets a token the server accepts back (under 4096 chars)."""
-    protocol = McpProtocol(SessionTable(index_by_id=True), tools=TOOLS, transport=Transport.HTTP)
-    handler = McpHttpHandler(protocol)
-    limits = protocol.limits
+    pipe = HttpPipe()
+    limits = pipe.protocol.limits
     capabilities = {"x": "c" * (limits.max_capabilities_bytes - 12)}
     client = {"name": "n" * limits.max_client_info_bytes, "version": "v" * 256}
     params = dict(INIT["params"], capabilities=capabilities, clientInfo=client)
-    exchange = handler.new_exchange()
-    exchange.receive(http_request(body=dict(INIT, params=params)))
-    response = handler.next_outcome(exchange)
-    assert isinstance(response, bytes)
-    status, headers, _ = parse_response(response)
+    status, headers, _ = pipe.once(http_request(body=dict(INIT, params=params)))
     assert status == 200 and len(headers["mcp-session-id"]) <= 4096
-    exchange = handler.new_exchange()
-    exchange.receive(
-        http_request(body=ping(1), headers={"mcp-session-id": headers["mcp-session-id"]})
-    )
-    follow_up = handler.next_outcome(exchange)
-    assert isinstance(follow_up, bytes) and parse_response(follow_up)[0] == 200
+    follow_up = http_request(body=ping(1), headers={"mcp-session-id": headers["mcp-session-id"]})
+    assert pipe.once(follow_up)[0] == 200
 
 
 def test_one_message_decodes_to_a_bounded_size() -> None:
@@ -561,37 +475,19 @@ def test_one_message_decodes_to_a_bounded_size() -> None:
         finally:
             tracemalloc.stop()
         assert held < 5 << 20, (shape, held)
-        pipe.held.clear()
-        pipe.protocol.table.update(pipe.slot, pending=frozenset())
+        for call in list(pipe.held):
+            pipe.answer(call, {"content": [], "isError": False})
 
 
 def test_head_request_gets_405_without_a_body() -> None:
-    """HEAD /mcp: 405 with no body (h11 refuses a body on a HEAD answer).
+    """HEAD /mcp: 405 with no body, and the connection goes on.
 
-    Regression (atheris): the handler wrote a body and h11 raised LocalProtocolError.
+    Regression (atheris): the h11 handler wrote a body and h11 raised LocalProtocolError.
     """
-    protocol = McpProtocol(SessionTable(index_by_id=True), tools=TOOLS, transport=Transport.HTTP)
-    handler = McpHttpHandler(protocol)
-    exchange = handler.new_exchange()
-    exchange.receive(b"HEAD /mcp HTTP/1.1\r\nhost: x\r\n\r\n")
-    response = handler.next_outcome(exchange)
-    assert isinstance(response, bytes)
-    status, headers, body = parse_response(response)
-    assert status == 405 and body == b"" and "GET" in headers["allow"]
-    assert exchange.start_next()  # the connection can go on
-
-
-@pytest.mark.parametrize("engine", ENGINES)
-def test_head_request_on_a_real_server(engine: str) -> None:
-    """Over a socket: HEAD is answered 405 and the next request on the connection works."""
-    with running(engine, "http") as server:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(b"HEAD /mcp HTTP/1.1\r\nhost: x\r\n\r\n" + http_request(body=INIT))
-            data = b""
-            while data.count(b"HTTP/1.1 ") < 2 or not data.rstrip().endswith(b"}}"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        assert data.startswith(b"HTTP/1.1 405")
-        assert b"HTTP/1.1 200" in data
+    pipe = HttpPipe()
+    connection = pipe.connect()
+    output = pipe.feed(connection, b"HEAD /mcp HTTP/1.1\r\nhost: x\r\n\r\n")
+    head, _, body = output.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405") and body == b"" and b"GET" in head
+    [(status, _, _)] = pipe.exchange(connection, http_request(body=INIT))
+    assert status == 200

@@ -16,22 +16,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connscale.core.codec import decode_session, encode_session
-from connscale.core.protocol.framing import split_frames
+from connscale.core.protocol.framing import TOO_LARGE, LineReader
 from connscale.core.protocol.jsonrpc import Invalid, Request, decode_message
-from connscale.core.protocol.mcp import McpProtocol
-from connscale.core.protocol.tokens import SessionSigner
-from connscale.core.session import Session, SessionTable
+from connscale.core.protocol.limits import ServerLimits
+from connscale.core.protocol.tokens import SessionSealer
+from connscale.core.session import Session
 from connscale.errors import ConfigurationError, CorruptStateError
+from support import HttpPipe, echo, http_request, ping, split_responses
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fuzz"))
 from _targets import (
     INITIALIZE,
-    SMALL_LIMITS,
-    TOOLS,
+    KEY,
     check_protocol_outcome,
     check_reply,
     drive_http,
-    make_http_handler,
+    drive_lines,
+    make_core,
+    make_protocol,
 )
 
 BOUNDED = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
@@ -57,30 +59,27 @@ lines = st.lists(
 def test_framer_any_stream_any_split(
     parts: list[bytes], newline: bytes, cuts: list[int], limit: int
 ) -> None:
-    """Frames hold no newline and fit the limit; the kept tail fits it (+1 for a split CRLF);
-    the frames do not depend on where reads are cut."""
+    """Frames hold no newline and fit the limit; the kept input fits it (+1 for a split CRLF);
+    the frames do not depend on where reads are cut; the core answers any such stream."""
     stream = newline.join(parts)
 
     def run(points: list[int]) -> tuple[list[bytes], bool]:
         frames: list[bytes] = []
-        tail = None
+        reader = LineReader(limit)
         position = 0
         for cut in sorted({min(p, len(stream)) for p in points} | {len(stream)}):
-            result = split_frames(tail, stream[position:cut], limit)
+            reader.feed(stream[position:cut])
             position = cut
-            assert all(b"\n" not in f and 0 < len(f) <= limit for f in result.frames)
-            frames.extend(result.frames)
-            if result.too_large:
-                return frames, True
-            tail = result.tail
-            assert (
-                tail is None
-                or len(tail) <= limit
-                or (len(tail) == limit + 1 and tail.endswith(b"\r"))
-            )
+            while (frame := reader.next_frame()) is not None:
+                if frame is TOO_LARGE:
+                    return frames, True
+                assert b"\n" not in frame and 0 < len(frame) <= limit
+                frames.append(frame)
+            assert len(reader) <= limit + 1
         return frames, False
 
     assert run([]) == run(cuts)
+    drive_lines([stream[i : i + limit] for i in range(0, len(stream), limit)])
 
 
 # -- the JSON-RPC / MCP validator ----------------------------------------------------------
@@ -132,7 +131,7 @@ def test_validator_answers_only_with_documented_replies(
 ) -> None:
     """Any sequence of envelopes, before or after initialize: a result, a documented error
     code echoing the request's id (or null when it is unusable), a tool call, or nothing."""
-    protocol = McpProtocol(SessionTable(), tools=TOOLS, limits=SMALL_LIMITS)
+    protocol = make_protocol()
     slot = protocol.open_session()
     if initialize_first:
         check_protocol_outcome(protocol, protocol.handle_frame(slot, INITIALIZE))
@@ -155,7 +154,7 @@ def test_validator_answers_only_with_documented_replies(
 @given(st.binary(max_size=300))
 def test_validator_on_raw_bytes(frame: bytes) -> None:
     """Raw bytes (invalid UTF-8, junk, truncated JSON): never an exception."""
-    protocol = McpProtocol(SessionTable(), tools=TOOLS, limits=SMALL_LIMITS)
+    protocol = make_protocol()
     slot = protocol.open_session()
     check_protocol_outcome(protocol, protocol.handle_frame(slot, frame))
 
@@ -163,7 +162,6 @@ def test_validator_on_raw_bytes(frame: bytes) -> None:
 # -- the HTTP request path -----------------------------------------------------------------
 
 BEARER = b"property-bearer-token"
-_HANDLER = make_http_handler(bearer_token=BEARER)
 
 
 def _post(body: bytes, extra: bytes = b"") -> bytes:
@@ -179,12 +177,11 @@ def _post(body: bytes, extra: bytes = b"") -> bytes:
 
 
 def _session() -> bytes:
-    exchange = _HANDLER.new_exchange()
-    exchange.receive(_post(INITIALIZE))
-    response = _HANDLER.next_outcome(exchange)
-    assert isinstance(response, bytes)
+    core, wire = make_core(http=True, bearer_token=BEARER)
+    core.open(0)
+    core.receive(0, _post(INITIALIZE))
     marker = b"mcp-session-id: "
-    return response.split(marker, 1)[1].split(b"\r\n", 1)[0]
+    return bytes(wire.output).split(marker, 1)[1].split(b"\r\n", 1)[0]
 
 
 _SESSION = _session()
@@ -243,38 +240,41 @@ def test_http_path_on_mutated_requests(
     seeds: list[int], edits: list[tuple[str, int, bytes]], read_size: int
 ) -> None:
     """Pipelined valid requests, mutated and cut into reads of any size: only documented
-    statuses, the exchange's buffered bytes stay under its bound, transient slots freed."""
+    statuses, a reader's bytes stay under its bound, session slots freed."""
     stream = _mutate(b"".join(_SEEDS[i] for i in seeds), edits)
     chunks = [stream[i : i + read_size] for i in range(0, len(stream), read_size)]
-    drive_http(make_http_handler(bearer_token=BEARER), chunks)  # fresh: a DELETE does not stick
+    drive_http(chunks, bearer_token=BEARER)  # a fresh core each time: a DELETE does not stick
 
 
 @BOUNDED
 @given(st.binary(max_size=600), st.integers(1, 64))
 def test_http_path_on_raw_bytes(data: bytes, read_size: int) -> None:
     """Arbitrary bytes as an HTTP stream: an answer with a documented status, or waiting."""
-    drive_http(_HANDLER, [data[i : i + read_size] for i in range(0, len(data), read_size)])
+    drive_http([data[i : i + read_size] for i in range(0, len(data), read_size)], BEARER)
 
 
 def test_pipelining_behind_a_pending_answer_is_bounded() -> None:
-    """While a tool call is being answered, a client that keeps sending gets at most
-    ``max_backlog`` bytes held; the rest is dropped and the connection closes after the
+    """While a call is being answered, a client that keeps sending gets at most one more
+    request's worth held; past it input is dropped and the connection closes after the
     answer (the answer itself is still sent)."""
-    handler = make_http_handler(bearer_token=BEARER)
-    exchange = handler.new_exchange()
-    exchange.receive(_SEEDS[2])
-    pending = handler.next_outcome(exchange)
-    assert pending is not None and not isinstance(pending, bytes)
-    for _ in range(1000):
-        exchange.receive(_SEEDS[1])
-        assert exchange.buffered_bytes <= exchange.max_backlog
-    assert exchange.closing
-    reply = handler._protocol.finish_tool_call(pending.call, {"content": [], "isError": False})
-    response = handler.finish(exchange, pending, reply)
-    assert response.startswith(b"HTTP/1.1 200") and exchange.must_close
+    pipe = HttpPipe(hold={"echo"}, limits=ServerLimits(max_frame_bytes=512))
+    token = pipe.initialized()
+    connection = pipe.connect()
+    session = {"mcp-session-id": token}
+    pipe.feed(connection, http_request(body=echo(1), headers=session))
+    [call] = pipe.runner.held
+    limits = pipe.protocol.limits
+    for index in range(1000):
+        pipe.feed(connection, http_request(body=ping(index), headers=session))
+        reader = pipe.core._http_readers.get(connection)
+        held = 0 if reader is None else reader.queued_bytes
+        assert held <= limits.max_header_bytes + 2 * limits.max_frame_bytes
+    pipe.runner.answer(call, {"content": [], "isError": False})
+    responses = split_responses(pipe.take(connection))
+    assert responses[0][0] == 200 and pipe.is_closed(connection)
 
 
-# -- the session codec and signed tokens ---------------------------------------------------
+# -- the session codec and sealed tokens ---------------------------------------------------
 
 
 @BOUNDED
@@ -318,9 +318,8 @@ def test_session_codec_on_mutated_encodings(edits: list[tuple[str, int, bytes]])
 
 @BOUNDED
 @given(st.text(max_size=200) | st.binary(max_size=200))
-def test_token_verification_never_raises_and_accepts_nothing_unsigned(token: str | bytes) -> None:
-    signer = SessionSigner(b"p" * 32)
-    assert signer.verify(token) is None
+def test_token_opening_never_raises_and_accepts_nothing_unsealed(token: str | bytes) -> None:
+    assert SessionSealer(KEY).unseal(token) is None
 
 
 def test_json_envelope_strategy_reaches_every_message_kind() -> None:

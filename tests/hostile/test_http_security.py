@@ -1,6 +1,6 @@
-"""HTTP transport security: Origin (DNS rebinding), loopback bind, bearer tokens, session
-ids that cannot be guessed or forged, 400/404 as the MCP specification says, no secrets in
-logs. Sans-I/O first, then both engines on 127.0.0.1."""
+"""HTTP transport security: Host and Origin (DNS rebinding), loopback bind, bearer tokens,
+session ids that cannot be guessed, read or forged, 400/404 as the MCP specification says,
+no secrets in logs. Sans-I/O first, then both engines on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,23 +18,19 @@ from hypothesis import strategies as st
 
 from connscale.cli import serve as serve_cli
 from connscale.core.codec import decode_session
-from connscale.core.protocol.http import McpHttpHandler
 from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.mcp import McpProtocol
-from connscale.core.protocol.tokens import SessionSigner
-from connscale.core.session import SessionTable, Transport
+from connscale.core.protocol.tokens import SessionSealer
 from connscale.errors import ConfigurationError
 from connscale.server.app import read_token_file
 from connscale.server.config import ServerConfig
-
-from .harness import (
+from support import (
     ENGINES,
     INIT,
-    TOOLS,
+    HttpPipe,
     echo,
     http_exchange,
     http_request,
-    parse_response,
     ping,
     running,
 )
@@ -43,26 +39,16 @@ BEARER = b"s3cret-bearer-token-0123456789"
 KEY = b"k" * 32
 
 
-def make_handler(**options: Any) -> McpHttpHandler:
-    protocol = McpProtocol(
-        SessionTable(index_by_id=True),
-        tools=TOOLS,
-        limits=ServerLimits(max_frame_bytes=4096),
-        transport=Transport.HTTP,
-    )
-    options.setdefault("signer", SessionSigner(KEY))
-    return McpHttpHandler(protocol, **options)
+def make_handler(**options: Any) -> HttpPipe:
+    options.setdefault("sealer", SessionSealer(KEY))
+    return HttpPipe(limits=ServerLimits(max_frame_bytes=4096), **options)
 
 
-def answer(handler: McpHttpHandler, data: bytes) -> tuple[int, dict[str, str], bytes]:
-    exchange = handler.new_exchange()
-    exchange.receive(data)
-    outcome = handler.next_outcome(exchange)
-    assert isinstance(outcome, bytes), outcome
-    return parse_response(outcome)
+def answer(handler: HttpPipe, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    return handler.once(data)
 
 
-def session_of(handler: McpHttpHandler, headers: dict[str, str] | None = None) -> str:
+def session_of(handler: HttpPipe, headers: dict[str, str] | None = None) -> str:
     status, response_headers, body = answer(handler, http_request(body=INIT, headers=headers))
     assert status == 200, body
     return response_headers["mcp-session-id"]
@@ -169,7 +155,7 @@ def test_missing_or_wrong_bearer_token_is_401(authorization: str | None) -> None
         assert len(part) <= 8 or part.encode() not in body
     for method in ("GET", "DELETE"):
         assert answer(handler, http_request(method, headers=headers))[0] == 401
-    assert len(handler._protocol.table) == 0
+    assert len(handler.protocol.table) == 0
 
 
 def test_right_bearer_token_is_served_and_compared_in_constant_time(
@@ -237,13 +223,13 @@ def test_token_file_needs_http(tmp_path: Path) -> None:
 
 
 def test_session_ids_are_unguessable() -> None:
-    """Each initialize gets 16 fresh random bytes (in a signed token): no repeats, and every
+    """Each initialize gets 16 fresh random bytes (in a sealed token): no repeats, and every
     bit of the id varies across sessions."""
     handler = make_handler()
-    signer = SessionSigner(KEY)
+    sealer = SessionSealer(KEY)
     ids = []
     for _ in range(200):
-        state = signer.verify(session_of(handler))
+        state = sealer.unseal(session_of(handler))
         assert state is not None
         ids.append(decode_session(state).session_id)
     assert len(set(ids)) == len(ids) and all(len(i) == 16 for i in ids)
@@ -260,7 +246,7 @@ def test_missing_session_id_is_400_unknown_or_ended_is_404() -> None:
     assert answer(handler, http_request("GET", headers=get))[0] == 400
     assert answer(handler, http_request("DELETE"))[0] == 400
     unknown = base64.urlsafe_b64encode(b"\x00" * 60).rstrip(b"=").decode()
-    foreign = session_of(make_handler(signer=SessionSigner(b"z" * 32)))
+    foreign = session_of(make_handler(sealer=SessionSealer(b"z" * 32)))
     for token in (unknown, foreign, "", "not-base64-!!", "A" * 4097):
         headers = {"mcp-session-id": token}
         assert answer(handler, http_request(body=ping(1), headers=headers))[0] == 404, token
@@ -271,7 +257,7 @@ def test_missing_session_id_is_400_unknown_or_ended_is_404() -> None:
     assert answer(handler, http_request(body=echo(2), headers=headers))[0] == 404
 
 
-_SIGNER = SessionSigner(KEY)
+_SEALER = SessionSealer(KEY)
 _HANDLER = make_handler()
 _TOKEN = session_of(_HANDLER)
 _CHARACTERS = string.ascii_letters + string.digits + "-_+/=.!~ \t%"
@@ -296,25 +282,60 @@ def test_tampering_with_any_character_of_the_session_token_is_refused(data: st.D
         tampered = _TOKEN[:index] + char + _TOKEN[index:]
     else:
         tampered = _TOKEN[:index] + _TOKEN[index + 1 :]
-    assert _SIGNER.verify(tampered) is None
+    assert _SEALER.unseal(tampered) is None
     if tampered.strip() != tampered or "\t" in tampered:
-        return  # h11 trims header whitespace; the signer check above is the one that matters
+        return  # the parser trims header whitespace; the check above is the one that matters
     status = answer(_HANDLER, http_request(body=ping(1), headers={"mcp-session-id": tampered}))[0]
     assert status in (400, 404)
 
 
 @settings(max_examples=200, deadline=2000)
 @given(st.binary(min_size=1, max_size=200), st.integers(0, 10_000), st.integers(1, 255))
-def test_any_flipped_bit_of_any_signed_state_is_detected(
+def test_any_flipped_bit_of_any_sealed_state_is_detected(
     state: bytes, position: int, flip: int
 ) -> None:
-    """Sign arbitrary state, XOR any byte of the decoded token: verification fails."""
-    token = _SIGNER.sign(state)
+    """Seal arbitrary state, XOR any byte of the decoded token: opening it fails."""
+    token = _SEALER.seal(state)
     raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     raw[position % len(raw)] ^= flip
     forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
-    assert _SIGNER.verify(token) == state
-    assert _SIGNER.verify(forged) is None
+    assert _SEALER.unseal(token) == state
+    assert _SEALER.unseal(forged) is None
+
+
+def test_a_session_id_reveals_nothing_of_the_client() -> None:
+    """Regression: a base64 decode of the session id showed the client's name, version and
+    capability names; the sealed token shows none of them."""
+    handler = make_handler()
+    params = dict(INIT["params"], clientInfo={"name": "claude-desktop", "version": "9.9.9"})
+    params["capabilities"] = {"sampling": {}, "elicitation": {}}
+    token = session_of_message(handler, dict(INIT, params=params))
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    for secret in (b"claude", b"9.9.9", b"sampling", b"elicitation"):
+        assert secret not in raw
+
+
+def session_of_message(handler: HttpPipe, message: dict[str, Any]) -> str:
+    status, headers, body = answer(handler, http_request(body=message))
+    assert status == 200, body
+    return headers["mcp-session-id"]
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.2.evil:80"])
+def test_a_foreign_host_is_misdirected_421(host: str) -> None:
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends its own Host; a
+    server bound to loopback answers only to loopback names (421 otherwise)."""
+    handler = make_handler(allowed_hosts=["localhost", "127.0.0.1", "::1"])
+    assert answer(handler, http_request(body=INIT, headers={"host": host}))[0] == 421
+    assert answer(handler, http_request(body=INIT, headers={"host": "localhost:9"}))[0] == 200
+
+
+def test_loopback_servers_check_hosts_and_others_accept_any_by_default() -> None:
+    assert "localhost" in (ServerConfig().host_names() or ())
+    assert ServerConfig(host="0.0.0.0").host_names() is None
+    assert ServerConfig(host="0.0.0.0", allowed_hosts=("mcp.example",)).host_names() == (
+        "mcp.example",
+    )
 
 
 # -- secrets never in logs -----------------------------------------------------------------

@@ -136,8 +136,8 @@ def test_session_table_is_sized_once_for_the_worker_worst_case(transport: str) -
 
     from connscale.core.protocol.limits import ServerLimits
     from connscale.errors import ConfigurationError
+    from connscale.server.build import session_table as _session_table
     from connscale.server.config import ServerConfig
-    from connscale.server.supervisor import _session_table
 
     http = transport == "http"
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -19,6 +19,7 @@ from weakref import WeakValueDictionary
 
 import msgspec
 
+from connscale.core.protocol.versions import HANDSHAKE_VERSIONS
 from connscale.core.session import (
     NO_PENDING,
     PHASE_CODES,
@@ -42,7 +43,7 @@ __all__ = [
 FORMAT_VERSION: Final = 1
 
 #: Protocol versions encoded as one-byte codes. Append only: a code never changes meaning.
-KNOWN_PROTOCOL_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+KNOWN_PROTOCOL_VERSIONS: Final = HANDSHAKE_VERSIONS
 _PROTOCOL_CODE: Final = {version: code for code, version in enumerate(KNOWN_PROTOCOL_VERSIONS)}
 
 #: decode_session refuses larger input before parsing it: bounds time and memory per call.

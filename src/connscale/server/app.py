@@ -14,10 +14,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connscale.errors import ConfigurationError
+from connscale.core.protocol.surface import CallContext, ListKind, ServerInfo, SurfaceListener
+from connscale.errors import ConfigurationError, ProtocolError
 from connscale.server.experts import CircleOfExperts, Consultation
 
-__all__ = ["Tool", "ToolRegistry", "build_registry", "read_token_file", "text_result"]
+__all__ = [
+    "RegistrySurface",
+    "Tool",
+    "ToolRegistry",
+    "build_registry",
+    "read_token_file",
+    "text_result",
+]
 
 ToolResult = Mapping[str, Any]
 ToolFunction = Callable[[dict[str, Any]], ToolResult | Awaitable[ToolResult]]
@@ -72,6 +80,50 @@ class ToolRegistry:
     def invoke(self, name: str, arguments: dict[str, Any]) -> ToolResult | Awaitable[ToolResult]:
         """Run tool ``name`` (the protocol checked it exists)."""
         return self._tools[name].function(arguments)
+
+
+class RegistrySurface:
+    """A ``ToolRegistry`` served as a surface: tools only, fixed at start."""
+
+    def __init__(self, registry: ToolRegistry, info: ServerInfo) -> None:
+        self._registry = registry
+        self._info = info
+        self._descriptors = registry.descriptors()
+
+    @property
+    def info(self) -> ServerInfo:
+        return self._info
+
+    def capabilities(self) -> Mapping[str, Any]:
+        return {"tools": {"listChanged": False}}
+
+    def listing(self, kind: ListKind) -> list[dict[str, Any]]:
+        return self._descriptors if kind == "tools" else []
+
+    def call_tool(
+        self, name: str, arguments: Mapping[str, Any], context: CallContext
+    ) -> ToolResult | Awaitable[ToolResult]:
+        if name not in self._registry.names():
+            raise ProtocolError(f"unknown tool: {name[:64]!r}", -32602)
+        return self._registry.invoke(name, dict(arguments))
+
+    def read_resource(self, uri: str, context: CallContext) -> Any:
+        raise ProtocolError("resources are not served", -32601)
+
+    def get_prompt(self, name: str, arguments: Mapping[str, str], context: CallContext) -> Any:
+        raise ProtocolError("prompts are not served", -32601)
+
+    def complete(
+        self,
+        ref: Mapping[str, Any],
+        argument: Mapping[str, Any],
+        context_arguments: Mapping[str, str],
+        context: CallContext,
+    ) -> Any:
+        raise ProtocolError("completions are not served", -32601)
+
+    def watch(self, listener: SurfaceListener) -> None:
+        pass  # nothing changes at run time
 
 
 _QUESTION_SCHEMA = {

@@ -14,6 +14,7 @@ __all__ = ["ServerConfig"]
 TransportName = Literal["tcp", "http"]
 EngineName = Literal["epoll", "asyncio"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
+StartMethod = Literal["fork", "spawn"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,17 @@ class ServerConfig:
     #: receive it pickled through the spawn pipe, never in argv or the environment.
     bearer_token: bytes | None = field(default=None, repr=False)
     server_name: str = "connscale"
+    #: What to serve: ``package.module:attribute`` or ``path/to/file.py:attribute`` naming
+    #: an App (or any surface); None serves the reference tools. Spawned workers load it.
+    app: str | None = None
+    #: HTTP: the ``Host`` names accepted (any port); others get 421 (DNS rebinding). None:
+    #: the loopback names when the server binds a loopback address, else any host.
+    allowed_hosts: tuple[str, ...] | None = None
+    #: HTTP: seconds a session id stays valid after ``initialize``; None = forever.
+    session_max_age: float | None = 24 * 3600.0
+    #: How workers start: "fork" shares the supervisor's loaded modules and app copy-on-write
+    #: (small workers); "spawn" starts each from scratch (needs ``app`` as a target string).
+    start_method: StartMethod = "fork"
 
     def __post_init__(self) -> None:
         if self.transport not in ("tcp", "http"):
@@ -79,6 +91,12 @@ class ServerConfig:
                 raise ConfigurationError("a bearer token needs transport http")
             if not isinstance(self.bearer_token, bytes) or not self.bearer_token:
                 raise ConfigurationError("bearer_token must be non-empty bytes or None")
+        if self.start_method not in ("fork", "spawn"):
+            raise ConfigurationError(
+                f"start_method must be fork or spawn, not {self.start_method!r}"
+            )
+        if self.session_max_age is not None and not self.session_max_age > 0:
+            raise ConfigurationError("session_max_age must be > 0 seconds or None (forever)")
         if self.backlog < 1 or self.revocation_capacity < 1:
             raise ConfigurationError("backlog and revocation_capacity must be >= 1")
 
@@ -95,3 +113,11 @@ class ServerConfig:
                 ) from None
             return False
         return self.loop == "uvloop" or self.engine == "asyncio"
+
+    def host_names(self) -> tuple[str, ...] | None:
+        """The ``Host`` names HTTP requests may carry (None: any)."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        if self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127."):
+            return ("localhost", "127.0.0.1", "::1", self.host)
+        return None

@@ -1,9 +1,12 @@
 """Run the server: one process, or a supervisor with N workers sharing a port (SO_REUSEPORT).
 
-The supervisor binds the port first (so ``--port 0`` picks one port for everyone), makes
-the session-signing key and the shared revocation table, starts the workers with the
-``spawn`` start method, writes the ready file once every worker listens, restarts a worker
-that dies, and forwards SIGTERM/SIGINT (stop) and SIGUSR1 (write statistics) to them.
+The supervisor loads the app, binds the port first (so ``--port 0`` picks one port for
+everyone), makes the session key and the shared revocation table, and starts the workers:
+forked by default, so every worker shares the supervisor's imported modules and loaded app
+copy-on-write (the supervisor freezes them out of the collector's view first, so that a
+collection does not dirty the shared pages); or spawned, each importing everything anew.
+It writes the ready file once every worker listens, restarts a worker that dies (started
+the same way), and forwards SIGTERM/SIGINT (stop) and SIGUSR1 (write statistics) to them.
 """
 
 from __future__ import annotations
@@ -26,18 +29,17 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from connscale.core.protocol.http import McpHttpHandler
-from connscale.core.protocol.mcp import McpProtocol
-from connscale.core.protocol.tokens import RevocationTable, SessionSigner
-from connscale.core.session import SessionTable, Transport
-from connscale.engines.aio import AsyncioEngine
-from connscale.engines.epoll import EpollEngine
+from connscale.core.protocol.surface import ServerInfo, Surface
+from connscale.core.protocol.tokens import KEY_BYTES, RevocationTable
+from connscale.engines._base import Engine
 from connscale.errors import ServerError
-from connscale.server.app import build_registry
+from connscale.server.app import RegistrySurface, build_registry
+from connscale.server.build import build_engine
 from connscale.server.config import ServerConfig
 from connscale.server.experts import CircleOfExperts, load_experts
+from connscale.server.loading import as_surface, load_app
 
-__all__ = ["ServerHandle", "Worker", "serve", "write_json_atomic"]
+__all__ = ["ServerHandle", "Worker", "resolve_app", "serve", "write_json_atomic"]
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -61,23 +63,20 @@ def _raise_open_files_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _worker_connection_limit(config: ServerConfig) -> int:
-    """The connections one worker may hold, derived as the engines derive it."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    open_files = soft if soft != resource.RLIM_INFINITY else 1 << 20
-    return config.limits.connection_limit(open_files)
+def reference_app(config: ServerConfig) -> Surface:
+    """The reference tools (``echo``, ``consult_experts``, ``get_expert_responses``)."""
+    experts = load_experts(config.experts) if config.experts else None
+    registry = build_registry(CircleOfExperts(experts, timeout=config.experts_timeout))
+    return RegistrySurface(registry, ServerInfo(config.server_name, _version()))
 
 
-def _session_table(config: ServerConfig) -> SessionTable:
-    """A table sized once for the worker's worst case; its columns commit page by page.
-
-    TCP holds one session per connection and the engine refuses connections over the
-    limit, so the table never needs to grow. HTTP sessions are not bound to connections
-    (a slot per request in flight or open event stream), so growth stays allowed there.
-    """
-    http = config.transport == "http"
-    capacity = max(1024, _worker_connection_limit(config))
-    return SessionTable(capacity, max_capacity=None if http else capacity, index_by_id=http)
+def resolve_app(config: ServerConfig, app: object | None = None) -> Surface:
+    """What to serve: ``app`` when given, else ``config.app`` loaded, else the reference."""
+    if app is not None:
+        return as_surface(app)
+    if config.app is not None:
+        return load_app(config.app)
+    return reference_app(config)
 
 
 def _bind(config: ServerConfig, port: int, *, reuse_port: bool) -> socket.socket:
@@ -103,6 +102,7 @@ class Worker:
     def __init__(
         self,
         config: ServerConfig,
+        app: Surface | None = None,
         *,
         key: bytes | None = None,
         revocations: str | None = None,
@@ -110,6 +110,7 @@ class Worker:
         port: int | None = None,
     ) -> None:
         self.config = config
+        self._app = app
         self._key = key
         self._revocations_path = revocations
         self._reuse_port = reuse_port
@@ -117,40 +118,12 @@ class Worker:
         self._stop: asyncio.Event | None = None
         self._gc_recorder: Any = None
         self.port = 0
-        self.engine: EpollEngine | AsyncioEngine | None = None
+        self.engine: Engine | None = None
 
-    def _build(self, listener: socket.socket) -> EpollEngine | AsyncioEngine:
-        config = self.config
-        http = config.transport == "http"
-        table = _session_table(config)
-        experts = load_experts(config.experts) if config.experts else None
-        registry = build_registry(CircleOfExperts(experts, timeout=config.experts_timeout))
-        protocol = McpProtocol(
-            table,
-            tools=registry.descriptors(),
-            server_name=config.server_name,
-            server_version=_version(),
-            limits=config.limits,
-            transport=Transport.HTTP if http else Transport.TCP,
-        )
-        handler = None
-        if http:
-            handler = McpHttpHandler(
-                protocol,
-                signer=SessionSigner(self._key),
-                revoked=self._revocation_table(),
-                path=config.http_path,
-                sse_responses=config.sse_responses,
-                allowed_origins=config.allowed_origins,
-                bearer_token=config.bearer_token,
-            )
-        keepalive = config.http_keepalive_timeout
-        if config.engine == "epoll":
-            return EpollEngine(
-                listener, protocol, registry.invoke, http=handler, keepalive_timeout=keepalive
-            )
-        return AsyncioEngine(
-            listener, protocol, registry.invoke, http=handler, keepalive_timeout=keepalive
+    def _build(self, listener: socket.socket) -> Engine:
+        app = self._app if self._app is not None else resolve_app(self.config)
+        return build_engine(
+            self.config, app, listener, key=self._key, revoked=self._revocation_table()
         )
 
     def _revocation_table(self) -> RevocationTable:
@@ -185,10 +158,7 @@ class Worker:
         if not self._reuse_port:  # a worker leaves Ctrl-C to its supervisor (it forwards)
             loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGUSR1, self.write_statistics)
-        if isinstance(engine, EpollEngine):
-            engine.start()
-        else:
-            await engine.start()
+        await engine.start()
         # Everything alive now (modules, the tool registry, the engine's arrays) lives as long
         # as the worker: freeze it, so that full collections scan only what came later.
         # That one-off collection happens before the worker serves anyone, so the pause
@@ -214,7 +184,7 @@ class Worker:
             if self._gc_recorder is not None:
                 self._gc_recorder.stop()
 
-    async def _drain(self, engine: EpollEngine | AsyncioEngine, listener: socket.socket) -> None:
+    async def _drain(self, engine: Engine, listener: socket.socket) -> None:
         """SIGTERM: stop accepting, answer what was read, close each session once flushed.
 
         Connections keep being read while the engine drains, so requests already sent
@@ -285,36 +255,67 @@ def _ready_payload(config: ServerConfig, port: int, pids: list[int]) -> dict[str
     }
 
 
-def _worker_main(
-    config: ServerConfig, port: int, key: bytes, revocations: str, ready: Connection
+def _worker_main(  # noqa: PLR0917 - multiprocessing passes the arguments by position
+    config: ServerConfig,
+    app: Surface | None,
+    port: int,
+    key: bytes,
+    revocations: str,
+    ready: Connection,
+    inherited: list[int],
 ) -> None:
-    """Entry point of a worker process (spawned by the supervisor)."""
+    """Entry point of a worker process (forked or spawned by the supervisor)."""
+    for fd in inherited:  # the supervisor's port placeholder: not this worker's to hold
+        with contextlib.suppress(OSError):
+            os.close(fd)
     # The supervisor decides when to stop; a terminal's Ctrl-C reaches it and it forwards.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, signal.SIG_DFL)  # a forked worker inherited the supervisor's
 
     def announce(worker: Worker) -> None:
         ready.send(os.getpid())
         ready.close()
 
-    Worker(config, key=key, revocations=revocations, reuse_port=True, port=port).run(announce)
+    Worker(config, app, key=key, revocations=revocations, reuse_port=True, port=port).run(announce)
 
 
 class ServerHandle:
     """The supervisor's view of its workers; ``run()`` blocks until stopped."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, app: Surface | None = None) -> None:
         self.config = config
-        self._context = multiprocessing.get_context("spawn")
-        self._key = secrets.token_bytes(32)
+        if config.start_method == "spawn":
+            if app is not None and config.app is None:
+                raise ServerError(
+                    "spawned workers load the app themselves: give it as a target "
+                    "(ServerConfig.app or --app), or use start_method fork"
+                )
+            app = None  # each spawned worker loads config.app (or the reference) anew
+        elif app is None:
+            app = resolve_app(config)
+        self._app = app
+        self._context: Any = multiprocessing.get_context(config.start_method)
+        self._key = secrets.token_bytes(KEY_BYTES)
         self._workers: list[multiprocessing.process.BaseProcess | None] = [None] * config.workers
         self._stopping = False
+        self._inherited: list[int] = []
         self.port = 0
 
     def _start_worker(self, index: int, revocations: str) -> Connection:
+        receiver: Connection
         receiver, sender = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_worker_main,
-            args=(self.config, self.port, self._key, revocations, sender),
+            args=(
+                self.config,
+                self._app,
+                self.port,
+                self._key,
+                revocations,
+                sender,
+                self._inherited,
+            ),
             name=f"connscale-worker-{index}",
         )
         process.start()
@@ -353,6 +354,9 @@ class ServerHandle:
         config = self.config
         placeholder = _bind(config, config.port, reuse_port=True)  # holds the port for all
         self.port = placeholder.getsockname()[1]
+        self._inherited = [placeholder.fileno()]
+        if config.start_method == "fork":
+            _prepare_fork()
         capacity = config.revocation_capacity
         fd, revocations = tempfile.mkstemp(prefix="connscale-revoked-")
         os.ftruncate(fd, RevocationTable.size_for(capacity))
@@ -413,13 +417,31 @@ class ServerHandle:
                 process.join(1.0)
 
 
-def serve(config: ServerConfig) -> int:
-    """Run ``connscale serve`` with ``config`` until SIGTERM/SIGINT; returns the exit code."""
+def _prepare_fork() -> None:
+    """Before forking workers: load what every worker uses, then freeze it all.
+
+    Whatever the supervisor imports and builds now is shared by the forked workers page by
+    page until one of them writes to it. ``gc.freeze`` moves it out of the collector's
+    generations, so that no worker's collection walks (and so writes to) those objects.
+    """
+    import connscale.engines.aio
+    import connscale.engines.epoll  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: F401
+    gc.collect()
+    gc.freeze()
+
+
+def serve(config: ServerConfig, app: object | None = None) -> int:
+    """Serve ``app`` (an App or any surface; default: ``config.app``, else the reference
+    tools) with ``config`` until SIGTERM/SIGINT; returns the exit code."""
     if config.workers > 1:
-        return ServerHandle(config).run()
+        return ServerHandle(config, None if app is None else as_surface(app)).run()
+    surface = resolve_app(config, app)
 
     def announce(worker: Worker) -> None:
         if config.ready_file is not None:
             write_json_atomic(config.ready_file, _ready_payload(config, worker.port, [os.getpid()]))
 
-    return Worker(config).run(announce)
+    return Worker(config, surface).run(announce)

@@ -1,257 +1,246 @@
-"""Streamable HTTP on the sans-I/O core: statuses, session tokens, SSE, DELETE, bad input."""
+"""Streamable HTTP on the sans-I/O core: statuses, sealed sessions, streams, DELETE, bad input."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connscale.core.protocol.http import (
-    HttpExchange,
-    HttpSession,
-    McpHttpHandler,
-    SseStream,
-    http_chunk,
-    sse_event,
-)
+from connscale.core.protocol.http import sse_event
+from connscale.core.protocol.httpwire import chunk
 from connscale.core.protocol.limits import ServerLimits
-from connscale.core.protocol.mcp import McpProtocol
-from connscale.core.protocol.tokens import RevocationTable, SessionSigner
-from connscale.core.session import SessionTable, Transport
-
-TOOLS = [{"name": "echo", "description": "d", "inputSchema": {"type": "object"}}]
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "c", "version": "1"},
-    },
-}
+from connscale.core.protocol.tokens import RevocationTable, SessionSealer
+from support import (
+    INIT,
+    HttpPipe,
+    echo,
+    http_request,
+    ping,
+    split_responses,
+    sse_messages,
+)
 
 
-def make_handler(**options: Any) -> McpHttpHandler:
-    table = SessionTable(index_by_id=True)
-    protocol = McpProtocol(
-        table, tools=TOOLS, limits=ServerLimits(max_frame_bytes=1000), transport=Transport.HTTP
-    )
-    return McpHttpHandler(protocol, **options)
-
-
-def request(
-    method: str = "POST",
-    body: object = None,
-    *,
-    session: bytes | None = None,
-    headers: dict[str, str] | None = None,
-    path: str = "/mcp",
-) -> bytes:
-    payload = (
-        b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    )
-    lines = [f"{method} {path} HTTP/1.1", "host: localhost", f"content-length: {len(payload)}"]
-    base = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
-    base.update(headers or {})
-    lines += [f"{key}: {value}" for key, value in base.items()]
-    if session is not None:
-        lines.append(f"mcp-session-id: {session.decode()}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
-
-
-def exchange_once(handler: McpHttpHandler, data: bytes) -> tuple[HttpExchange, Any]:
-    exchange = handler.new_exchange()
-    exchange.receive(data)
-    return exchange, handler.next_outcome(exchange)
-
-
-def parse(response: bytes) -> tuple[int, dict[str, str], bytes]:
-    head, _, body = response.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split()[1])
-    pairs = (line.split(": ", 1) for line in lines[1:])
-    headers = {key.lower(): value for key, value in pairs}
-    return status, headers, body
-
-
-def initialized(handler: McpHttpHandler) -> bytes:
-    _, response = exchange_once(handler, request(body=INIT))
-    status, headers, body = parse(response)
-    assert status == 200, body
-    return headers["mcp-session-id"].encode()
-
-
-def test_initialize_returns_a_signed_session_id() -> None:
-    handler = make_handler()
-    token = initialized(handler)
-    assert len(token) > 40
-    assert len(handler._protocol.table) == 0  # state travels in the token, not the table
-
-
-def test_requests_with_the_token_are_served_anywhere() -> None:
-    key = b"k" * 32
-    first = make_handler(signer=SessionSigner(key))
-    token = initialized(first)
-    other = make_handler(signer=SessionSigner(key))  # another worker with the same key
-    ping = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
-    _, response = exchange_once(other, request(body=ping, session=token))
-    status, _, body = parse(response)
-    assert status == 200
-    assert json.loads(body)["result"]["tools"][0]["name"] == "echo"
-    assert len(other._protocol.table) == 0  # the transient slot was freed
-
-
-def test_missing_unknown_and_tampered_sessions() -> None:
-    handler = make_handler()
-    token = initialized(handler)
-    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-    assert parse(exchange_once(handler, request(body=ping))[1])[0] == 400
-    assert parse(exchange_once(handler, request(body=ping, session=b"abc"))[1])[0] == 404
-    tampered = token[:-3] + (b"AAA" if token[-3:] != b"AAA" else b"BBB")
-    assert parse(exchange_once(handler, request(body=ping, session=tampered))[1])[0] == 404
-    foreign = initialized(make_handler())  # signed with another key
-    assert parse(exchange_once(handler, request(body=ping, session=foreign))[1])[0] == 404
-
-
-def test_notification_is_accepted_with_202() -> None:
-    handler = make_handler()
-    token = initialized(handler)
-    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    status, _, body = parse(exchange_once(handler, request(body=note, session=token))[1])
-    assert status == 202 and body == b""
-
-
-def test_tool_call_is_handed_to_the_engine_and_finished() -> None:
-    handler = make_handler()
-    token = initialized(handler)
-    call = {
-        "jsonrpc": "2.0",
-        "id": 3,
-        "method": "tools/call",
-        "params": {"name": "echo", "arguments": {}},
-    }
-    exchange, outcome = exchange_once(handler, request(body=call, session=token))
-    assert isinstance(outcome, HttpSession)
-    reply = handler._protocol.finish_tool_call(outcome.call, {"content": [], "isError": False})
-    status, headers, body = parse(handler.finish(exchange, outcome, reply))
+def test_initialize_returns_a_sealed_session_id() -> None:
+    pipe = HttpPipe()
+    status, headers, body = pipe.once(http_request(body=INIT))
     assert status == 200 and headers["content-type"] == "application/json"
-    assert json.loads(body)["id"] == 3
-    assert len(handler._protocol.table) == 0
+    assert json.loads(body)["result"]["serverInfo"]["name"] == "connscale"
+    assert len(headers["mcp-session-id"]) > 40
+    assert len(pipe.protocol.table) == 0  # nothing kept between requests
 
 
-def test_sse_responses() -> None:
-    handler = make_handler(sse_responses=True)
-    _, response = exchange_once(handler, request(body=INIT))
-    status, headers, body = parse(response)
+def test_requests_with_the_token_are_served_by_any_worker_with_the_key() -> None:
+    key = b"w" * 32
+    first = HttpPipe(sealer=SessionSealer(key))
+    other = HttpPipe(sealer=SessionSealer(key))  # another worker with the same key
+    token = first.initialized()
+    status, _, body = other.once(http_request(body=ping(2), headers={"mcp-session-id": token}))
+    assert status == 200 and json.loads(body) == {"jsonrpc": "2.0", "id": 2, "result": {}}
+
+
+def test_missing_unknown_tampered_and_expired_sessions() -> None:
+    pipe = HttpPipe(sealer=SessionSealer(b"k" * 32, max_age=60, clock=lambda: clock[0]))
+    clock[0] = 1000.0
+    token = pipe.initialized()
+    assert pipe.once(http_request(body=ping(1)))[0] == 400
+    assert pipe.once(http_request(body=ping(1), headers={"mcp-session-id": "nope"}))[0] == 404
+    tampered = token[:-3] + ("AAA" if token[-3:] != "AAA" else "BBB")
+    assert pipe.once(http_request(body=ping(1), headers={"mcp-session-id": tampered}))[0] == 404
+    clock[0] += 61
+    assert pipe.once(http_request(body=ping(1), headers={"mcp-session-id": token}))[0] == 404
+
+
+clock = [0.0]
+
+
+def test_a_sync_tool_call_is_answered_as_json_and_frees_its_slot() -> None:
+    pipe = HttpPipe()
+    token = pipe.initialized()
+    status, headers, body = pipe.once(
+        http_request(body=echo(3, "hey"), headers={"mcp-session-id": token})
+    )
+    assert status == 200 and headers["mcp-session-id"] == token
+    assert json.loads(body)["result"]["content"] == [{"type": "text", "text": "hey"}]
+    assert len(pipe.protocol.table) == 0
+
+
+def test_a_held_call_answers_later_and_its_notifications_make_it_a_stream() -> None:
+    pipe = HttpPipe(hold={"echo"})
+    token = pipe.initialized()
+    connection = pipe.connect()
+    assert (
+        pipe.feed(connection, http_request(body=echo(4), headers={"mcp-session-id": token})) == b""
+    )
+    [call] = pipe.runner.held
+    assert len(pipe.protocol.table) == 1  # the transient slot lives while the call runs
+    call.notify("notifications/progress", {"progressToken": 1, "progress": 0.5})
+    pipe.runner.answer(call, {"content": [], "isError": False})
+    [(status, headers, body)] = split_responses(pipe.take(connection))
     assert status == 200 and headers["content-type"] == "text/event-stream"
-    assert b"event: message\ndata: {" in body and body.endswith(b"0\r\n\r\n")
+    messages = sse_messages(body)
+    assert [m.get("method") for m in messages] == ["notifications/progress", None]
+    assert messages[1]["id"] == 4 and len(pipe.protocol.table) == 0
+
+
+def test_stream_responses_mode_answers_every_call_as_a_stream() -> None:
+    pipe = HttpPipe(stream_responses=True)
+    status, headers, body = pipe.once(http_request(body=INIT))
+    assert status == 200 and headers["content-type"] == "text/event-stream"
+    assert sse_messages(body)[0]["result"]["protocolVersion"] == "2025-06-18"
+
+
+def test_notifications_and_client_answers_are_accepted_with_202() -> None:
+    pipe = HttpPipe()
+    token = pipe.initialized()
+    answer = {"jsonrpc": "2.0", "id": 99, "result": {}}
+    assert pipe.once(http_request(body=answer, headers={"mcp-session-id": token}))[0] == 202
 
 
 def test_get_opens_a_stream_that_holds_one_slot_and_delete_ends_it() -> None:
-    handler = make_handler()
-    closed: list[int] = []
-    handler.set_stream_closer(closed.append)
-    token = initialized(handler)
-    _, outcome = exchange_once(
-        handler, request("GET", session=token, headers={"accept": "text/event-stream"})
-    )
-    assert isinstance(outcome, SseStream)
-    assert b"text/event-stream" in outcome.head
-    handler.attach_stream(outcome.slot, 42)
-    assert len(handler._protocol.table) == 1
-    second = exchange_once(
-        handler, request("GET", session=token, headers={"accept": "text/event-stream"})
-    )[1]
-    assert parse(second)[0] == 409
-    assert parse(exchange_once(handler, request("DELETE", session=token))[1])[0] == 200
-    assert closed == [42]
-    handler.detach_stream(outcome.slot)
-    assert len(handler._protocol.table) == 0
-    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-    assert parse(exchange_once(handler, request(body=ping, session=token))[1])[0] == 404
+    pipe = HttpPipe()
+    token = pipe.initialized()
+    stream = pipe.connect()
+    get = http_request("GET", headers={"mcp-session-id": token, "content-length": "0"})
+    head = pipe.feed(stream, get)
+    assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head
+    assert len(pipe.protocol.table) == 1 and pipe.core.statistics().streams == 1
+    assert pipe.once(get)[0] == 409  # one GET stream per session on this worker
+    session_id = pipe.protocol.table.get(pipe.core._slot[stream], "session_id")
+    pipe.protocol.deliver({session_id}, b'{"jsonrpc":"2.0","method":"x"}')
+    assert pipe.take(stream) == chunk(sse_event(b'{"jsonrpc":"2.0","method":"x"}'))
+    delete = http_request("DELETE", headers={"mcp-session-id": token})
+    assert pipe.once(delete)[0] == 200
+    assert pipe.take(stream).endswith(b"0\r\n\r\n") and pipe.is_closed(stream)
+    assert len(pipe.protocol.table) == 0
+    assert pipe.once(http_request(body=ping(1), headers={"mcp-session-id": token}))[0] == 404
 
 
 def test_deletes_are_seen_by_other_workers_sharing_the_table() -> None:
-    key = b"k" * 32
     shared = memoryview(bytearray(RevocationTable.size_for(64)))
-    first = make_handler(signer=SessionSigner(key), revoked=RevocationTable(64, buffer=shared))
-    second = make_handler(signer=SessionSigner(key), revoked=RevocationTable(64, buffer=shared))
-    token = initialized(first)
-    assert parse(exchange_once(first, request("DELETE", session=token))[1])[0] == 200
-    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-    assert parse(exchange_once(second, request(body=ping, session=token))[1])[0] == 404
+    key = b"d" * 32
+    first = HttpPipe(sealer=SessionSealer(key), revoked=RevocationTable(64, buffer=shared))
+    second = HttpPipe(sealer=SessionSealer(key), revoked=RevocationTable(64, buffer=shared))
+    token = first.initialized()
+    assert first.once(http_request("DELETE", headers={"mcp-session-id": token}))[0] == 200
+    assert second.once(http_request(body=ping(2), headers={"mcp-session-id": token}))[0] == 404
 
 
 @pytest.mark.parametrize(
     ("data", "status"),
     [
-        (request(body=INIT, path="/other"), 404),
-        (request("PUT", body=INIT), 405),
-        (request(body=INIT, headers={"content-type": "text/plain"}), 415),
-        (request(body=INIT, headers={"accept": "text/html"}), 406),
-        (request(body=INIT, headers={"origin": "http://evil.example"}), 403),
-        (request(body=INIT, headers={"mcp-protocol-version": "1999-01-01"}), 400),
-        (request(body=b"{not json"), 400),
-        (request(body=[INIT]), 400),
-        (request(body=b"x" * 2000), 413),
+        (http_request(body=INIT, path="/other"), 404),
+        (http_request("PUT", body=INIT), 405),
+        (http_request(body=INIT, headers={"content-type": "text/plain"}), 415),
+        (http_request(body=INIT, headers={"accept": "text/html"}), 406),
+        (http_request(body=INIT, headers={"origin": "http://evil.example"}), 403),
+        (http_request(body=INIT, headers={"mcp-protocol-version": "1999-01-01"}), 400),
+        (http_request(body=b"{not json"), 400),
+        (http_request(body=[INIT]), 400),
+        (http_request(body=b"x" * 2000), 413),
+        (http_request(body=INIT, headers={"content-length": str(10**12)}), 413),
+        (http_request(body=INIT, headers={"x-big": "y" * 20000}), 431),
         (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (b"GET /mcp HTTP/1.1\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n", 400),
     ],
 )
 def test_bad_requests(data: bytes, status: int) -> None:
-    _exchange, response = exchange_once(make_handler(), data)
-    assert isinstance(response, bytes)
-    assert parse(response)[0] == status
+    pipe = HttpPipe(limits=ServerLimits(max_frame_bytes=1000))
+    assert pipe.once(data)[0] == status
+
+
+def test_a_fatal_error_closes_the_connection_after_its_answer() -> None:
+    pipe = HttpPipe()
+    connection = pipe.connect()
+    [(status, headers, _)] = pipe.exchange(connection, b"NOT HTTP\r\n\r\n")
+    assert status == 400 and headers["connection"] == "close"
+    assert pipe.wire.closed == {connection: True}
+
+
+def test_hosts_other_than_the_servers_get_421() -> None:
+    pipe = HttpPipe(allowed_hosts=["localhost", "127.0.0.1"])
+    assert pipe.once(http_request(body=INIT, headers={"host": "127.0.0.1:8000"}))[0] == 200
+    assert pipe.once(http_request(body=INIT, headers={"host": "localhost"}))[0] == 200
+    for host in ("evil.example", "evil.example:80", "127.0.0.1.nip.io:8000"):
+        assert pipe.once(http_request(body=INIT, headers={"host": host}))[0] == 421, host
+    assert (
+        HttpPipe(allowed_hosts=["::1"]).once(http_request(body=INIT, headers={"host": "[::1]:9"}))[
+            0
+        ]
+        == 200
+    )
 
 
 def test_local_origins_are_allowed() -> None:
-    handler = make_handler(allowed_origins=["https://app.example"])
+    pipe = HttpPipe(allowed_origins=["https://app.example"])
     for origin in ("http://localhost:3000", "http://127.0.0.1", "https://app.example"):
-        assert (
-            parse(exchange_once(handler, request(body=INIT, headers={"origin": origin}))[1])[0]
-            == 200
-        )
+        assert pipe.once(http_request(body=INIT, headers={"origin": origin}))[0] == 200
 
 
-def test_pipelined_requests_are_answered_in_order_and_exchange_goes_idle() -> None:
-    handler = make_handler()
-    exchange = handler.new_exchange()
-    exchange.receive(request(body=INIT) + request(body=INIT))
-    statuses = []
-    while (outcome := handler.next_outcome(exchange)) is not None:
-        assert isinstance(outcome, bytes)
-        statuses.append(parse(outcome)[0])
-        assert exchange.start_next()
-    assert statuses == [200, 200]
-    assert exchange.idle
+def test_bearer_tokens_are_checked() -> None:
+    pipe = HttpPipe(bearer_token=b"secret-token-123456")
+    assert pipe.once(http_request(body=INIT))[0] == 401
+    bad = {"authorization": "Bearer wrong"}
+    assert pipe.once(http_request(body=INIT, headers=bad))[0] == 401
+    good = {"authorization": "Bearer secret-token-123456"}
+    assert pipe.once(http_request(body=INIT, headers=good))[0] == 200
+
+
+def test_pipelined_requests_are_answered_in_order_and_the_reader_goes_idle() -> None:
+    pipe = HttpPipe()
+    connection = pipe.connect()
+    responses = pipe.exchange(connection, http_request(body=INIT) * 3)
+    assert [status for status, _, _ in responses] == [200, 200, 200]
+    assert connection not in pipe.core._http_readers
+
+
+def test_a_pipelining_client_is_served_one_turn_at_a_time() -> None:
+    pipe = HttpPipe()
+    connection = pipe.connect()
+    responses = pipe.exchange(connection, http_request(body=ping(1)) * 40)
+    assert len(responses) == 16 and pipe.wire.reading[connection] is False
+    pipe.run_turns()
+    assert len(split_responses(pipe.take(connection))) == 24
+    assert pipe.wire.reading[connection] is True
 
 
 def test_byte_by_byte_delivery() -> None:
-    handler = make_handler()
-    exchange = handler.new_exchange()
-    data = request(body=INIT)
-    outcome = None
-    for index in range(len(data)):
-        exchange.receive(data[index : index + 1])
-        outcome = handler.next_outcome(exchange)
-        if index < len(data) - 1:
-            assert outcome is None
-    assert isinstance(outcome, bytes) and parse(outcome)[0] == 200
+    pipe = HttpPipe()
+    connection = pipe.connect()
+    data = http_request(body=INIT)
+    for index in range(len(data) - 1):
+        assert pipe.feed(connection, data[index : index + 1]) == b""
+    [(status, _, _)] = pipe.exchange(connection, data[-1:])
+    assert status == 200
 
 
-def test_sse_helpers() -> None:
-    assert sse_event(b"{}") == b"event: message\ndata: {}\n\n"
-    assert http_chunk(b"abc") == b"3\r\nabc\r\n"
+def test_http_10_and_connection_close_end_after_the_answer() -> None:
+    pipe = HttpPipe()
+    connection = pipe.connect()
+    request = http_request(body=INIT, headers={"connection": "close"})
+    [(status, headers, _)] = pipe.exchange(connection, request)
+    assert status == 200 and headers["connection"] == "close"
+    assert pipe.is_closed(connection)
+
+
+def test_keepalive_and_first_request_timeouts_on_a_fake_clock() -> None:
+    pipe = HttpPipe(keepalive_timeout=5.0, limits=ServerLimits(handshake_timeout=2.0))
+    slow = pipe.connect()
+    pipe.feed(slow, http_request(body=INIT)[:10])  # trickled bytes do not extend it
+    kept = pipe.connect()
+    pipe.exchange(kept, http_request(body=INIT))
+    pipe.advance(2.5)
+    assert pipe.is_closed(slow) and not pipe.is_closed(kept)
+    pipe.advance(3.0)
+    assert pipe.is_closed(kept)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400))
 def test_garbage_gets_an_answer_or_waits_never_raises(data: bytes) -> None:
-    handler = make_handler()
-    exchange = handler.new_exchange()
-    exchange.receive(data)
-    outcome = handler.next_outcome(exchange)
-    assert outcome is None or isinstance(outcome, bytes)
+    pipe = HttpPipe()
+    connection = pipe.connect()
+    output = pipe.feed(connection, data)
+    assert output == b"" or output.startswith(b"HTTP/1.1 ")

@@ -30,9 +30,13 @@ def test_request_and_notification() -> None:
     assert decode_message(b'{"jsonrpc":"2.0","method":"n"}') == Notification("n", None)
 
 
-def test_client_response_is_recognised() -> None:
-    assert decode_message(b'{"jsonrpc":"2.0","id":1,"result":{}}') == ClientResponse(1)
-    assert decode_message(b'{"jsonrpc":"2.0","id":1,"error":{"code":1}}') == ClientResponse(1)
+def test_client_response_is_recognised_and_kept_undecoded() -> None:
+    result = decode_message(b'{"jsonrpc":"2.0","id":1,"result":{"a":[1]}}')
+    assert isinstance(result, ClientResponse) and result.id == 1 and result.error is None
+    assert bytes(result.result or b"") == b'{"a":[1]}'
+    error = decode_message(b'{"jsonrpc":"2.0","id":1,"error":{"code":1}}')
+    assert isinstance(error, ClientResponse) and result.id == 1 and error.result is None
+    assert bytes(error.error or b"") == b'{"code":1}'
 
 
 def test_parse_error() -> None:

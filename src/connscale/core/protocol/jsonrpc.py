@@ -26,6 +26,7 @@ __all__ = [
     "decode_message",
     "encode_error",
     "encode_notification",
+    "encode_request",
     "encode_result",
     "encode_result_raw",
     "json_shape",
@@ -59,9 +60,11 @@ class Notification(NamedTuple):
 
 
 class ClientResponse(NamedTuple):
-    """A result or error sent by the client (the server sends it no requests: ignored)."""
+    """A client's answer to a server-to-client request: ``result`` (undecoded) or ``error``."""
 
     id: RequestId | None
+    result: msgspec.Raw | None = None
+    error: msgspec.Raw | None = None
 
 
 class Invalid(NamedTuple):
@@ -80,7 +83,7 @@ class _Envelope(msgspec.Struct):
     id: int | str | msgspec.UnsetType | None = msgspec.UNSET
     method: str | msgspec.UnsetType = msgspec.UNSET
     params: dict[str, Any] | list[Any] | msgspec.UnsetType = msgspec.UNSET
-    # A client's result/error is never looked at: keep it undecoded.
+    # A client's result/error is decoded only by whoever waits for it: keep it raw.
     result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     error: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
 
@@ -181,8 +184,13 @@ def decode_message(
                 return Invalid(usable_id, INVALID_REQUEST, "invalid request: too many JSON values")
     method = envelope.method
     if method is msgspec.UNSET:
-        if envelope.result is not msgspec.UNSET or envelope.error is not msgspec.UNSET:
-            return ClientResponse(usable_id)
+        result, error = envelope.result, envelope.error
+        if result is not msgspec.UNSET or error is not msgspec.UNSET:
+            return ClientResponse(
+                usable_id,
+                None if result is msgspec.UNSET else result,
+                None if error is msgspec.UNSET else error,
+            )
         return Invalid(usable_id, INVALID_REQUEST, 'invalid request: no "method"')
     if request_id is msgspec.UNSET:
         return Notification(method, params)
@@ -224,6 +232,14 @@ def encode_error(
 def encode_notification(method: str, params: object = None) -> bytes:
     """A server-to-client notification."""
     message: dict[str, object] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        message["params"] = params
+    return _encoder.encode(message)
+
+
+def encode_request(request_id: RequestId, method: str, params: object = None) -> bytes:
+    """A server-to-client request."""
+    message: dict[str, object] = {"jsonrpc": "2.0", "id": request_id, "method": method}
     if params is not None:
         message["params"] = params
     return _encoder.encode(message)

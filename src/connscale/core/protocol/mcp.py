@@ -1,22 +1,37 @@
-"""The MCP lifecycle on top of SessionTable, sans-I/O: one ``McpProtocol`` serves every session.
+"""MCP over JSON-RPC for every session of a worker, sans-I/O: messages in, replies and calls out.
 
-Per session the protocol keeps nothing but the session's ``SessionTable`` slot, so a
-connection costs what its slot costs. Lifecycle, as the official Python SDK negotiates it:
+One ``McpProtocol`` serves all sessions; per session it keeps nothing but the session's
+``SessionTable`` slot (and, only for sessions that asked, a log level or subscriptions).
+What the server serves comes from a ``Surface`` (see ``surface``); this module owns the
+protocol: the lifecycle, pagination, subscriptions, cancellation and the wire shapes.
+
+Lifecycle of the handshake era, as the official Python SDK negotiates it:
 
 * ``initialize`` (once) answers with the client's protocol version when this server
   speaks it, else the latest handshake version; the session then accepts requests (the
   SDK opens its request gate on the ``initialize`` answer, not on the notification).
 * ``notifications/initialized`` moves the session to ``Phase.INITIALIZED``.
 * ``ping`` is answered in every phase; other known methods before ``initialize`` are
-  refused with -32600; unknown methods get -32601 in every phase (clients probing with
-  ``server/discover`` key off that code and fall back to ``initialize``).
+  refused with -32600; unknown methods get -32601 in every phase, as do the methods of a
+  capability the surface does not have.
 * A ``notifications/...`` method sent with an id is refused with -32600 and has no effect.
+
+A request the surface must answer (``tools/call``, ``resources/read``, ``prompts/get``,
+``completion/complete``) becomes a ``Call``: the engines' call runner runs it and hands
+the result back to ``complete`` or ``fail``. The call is also the ``CallContext`` the
+surface sees: its notifications and server-to-client requests go through its ``channel``
+(the connection core) and ``runner``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Final, NamedTuple
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 
@@ -32,81 +47,242 @@ from connscale.core.protocol.jsonrpc import (
     RequestId,
     decode_message,
     encode_error,
+    encode_notification,
     encode_result,
     encode_result_raw,
 )
 from connscale.core.protocol.limits import ServerLimits
+from connscale.core.protocol.surface import (
+    LIST_KINDS,
+    LOG_LEVELS,
+    ClientInfo,
+    ListKind,
+    Surface,
+)
+from connscale.core.protocol.versions import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION
 from connscale.core.session import Phase, SessionTable, Transport, intern_capabilities
-from connscale.errors import ConfigurationError
+from connscale.errors import ConfigurationError, SessionError
 
 __all__ = [
     "HANDSHAKE_PROTOCOL_VERSIONS",
     "LATEST_PROTOCOL_VERSION",
+    "Call",
+    "CallChannel",
+    "CallRunner",
+    "Cancel",
     "McpProtocol",
-    "ToolCall",
+    "Outcome",
+    "SessionKey",
 ]
 
-#: Versions reachable through ``initialize``, oldest first (the official SDK's list).
-HANDSHAKE_PROTOCOL_VERSIONS: Final = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-LATEST_PROTOCOL_VERSION: Final = HANDSHAKE_PROTOCOL_VERSIONS[-1]
+# Kept under their old names for the tools that speak the handshake era.
+HANDSHAKE_PROTOCOL_VERSIONS: Final = HANDSHAKE_VERSIONS
+LATEST_PROTOCOL_VERSION: Final = LATEST_HANDSHAKE_VERSION
 
 _EMPTY_RESULT: Final = b"{}"
 _ECHO_CHARS: Final = 64  # longest piece of client input quoted back in an error message
 _encoder: Final = msgspec.json.Encoder()
 
+#: A session as subscriptions and log levels know it: a TCP/stdio slot, or an HTTP session id.
+SessionKey = int | bytes
 
-class ToolCall(NamedTuple):
-    """A ``tools/call`` the application must run; answer it with ``finish_tool_call``."""
+#: Methods whose answer comes from the surface, and the capability each needs.
+_CALL_METHODS: Final = {
+    "tools/call": "tools",
+    "resources/read": "resources",
+    "prompts/get": "prompts",
+    "completion/complete": "completions",
+}
+_LIST_METHODS: Final[dict[str, tuple[ListKind, str]]] = {
+    "tools/list": ("tools", "tools"),
+    "resources/list": ("resources", "resources"),
+    "resources/templates/list": ("resourceTemplates", "resources"),
+    "prompts/list": ("prompts", "prompts"),
+}
+_LIST_CHANGED: Final[dict[ListKind, str]] = {
+    "tools": "notifications/tools/list_changed",
+    "resources": "notifications/resources/list_changed",
+    "resourceTemplates": "notifications/resources/list_changed",
+    "prompts": "notifications/prompts/list_changed",
+}
+#: How many descriptors one list page carries.
+DEFAULT_PAGE_SIZE: Final = 100
+#: HTTP sessions whose log level or subscriptions this worker remembers (oldest dropped).
+MAX_REMEMBERED_SESSIONS: Final = 1 << 16
+
+
+class Cancel(NamedTuple):
+    """``notifications/cancelled``: stop the session's request ``request_id``; answer nothing."""
 
     slot: int
     request_id: RequestId
-    name: str
-    arguments: dict[str, Any]
 
 
-class McpProtocol:
-    """MCP over JSON-RPC for all sessions of a ``SessionTable``: frames in, reply bytes out.
+class CallChannel(Protocol):
+    """Where a call's notifications go: the connection core that owns its connection."""
 
-    ``tools`` are MCP tool descriptors (``name``, ``description``, ``inputSchema``).
-    Replies carry no framing: the transport adds a newline or an HTTP body around them.
+    def notify_call(self, call: Call, message: bytes) -> bool:
+        """Send ``message`` (a JSON-RPC notification or request) to the call's client."""
+        ...
+
+    def finish_call(self, call: Call, reply: bytes | None) -> None:
+        """The call ended: send ``reply`` (None: it was cancelled and gets no answer)."""
+        ...
+
+
+class CallRunner(Protocol):
+    """Runs calls (the engines implement it): sync surfaces inline, awaitables as tasks."""
+
+    def start(self, call: Call) -> None:
+        """Run ``call`` on the surface; its answer goes to ``call.channel``'s finish hook."""
+        ...
+
+    def cancel(self, key: SessionKey, request_id: RequestId) -> bool:
+        """Cancel the running call ``request_id`` of session ``key``; True if one ran."""
+        ...
+
+    def answered(self, key: SessionKey, response: ClientResponse) -> bool:
+        """The client answered a server-to-client request of session ``key``."""
+        ...
+
+    def session_closed(self, key: SessionKey) -> None:
+        """The session's connection ended: its calls and requests to the client end too."""
+        ...
+
+    def request(
+        self, call: Call, method: str, params: Mapping[str, Any] | None, timeout: float | None
+    ) -> Awaitable[Any]:
+        """Send a server-to-client request on behalf of ``call``; resolves to its result."""
+        ...
+
+
+class Call:
+    """A request the surface must answer, and the ``CallContext`` it answers through.
+
+    ``target`` is the tool or prompt name, the resource URI, or the completion reference;
+    ``arguments`` the tool or prompt arguments, or the completion argument. The connection
+    core fills in where the call came from (``channel``, ``connection``, ``generation``).
     """
 
     __slots__ = (
-        "_initialize_results",
-        "_limits",
-        "_table",
-        "_tool_names",
-        "_tools_result",
-        "_transport",
+        "arguments",
+        "cancelled",
+        "channel",
+        "connection",
+        "context_arguments",
+        "generation",
+        "http",
+        "key",
+        "method",
+        "progress_token",
+        "protocol",
+        "request_id",
+        "runner",
+        "slot",
+        "stream",
+        "target",
+        "transient",
     )
 
     def __init__(
         self,
+        protocol: McpProtocol,
+        slot: int,
+        key: SessionKey,
+        request_id: RequestId,
+        method: str,
+        *,
+        target: Any,
+        arguments: Mapping[str, Any],
+        progress_token: int | str | None,
+    ) -> None:
+        self.protocol = protocol
+        self.slot = slot
+        self.key = key
+        self.request_id = request_id
+        self.method = method
+        self.target = target
+        self.arguments = arguments
+        self.context_arguments: Mapping[str, str] = {}
+        self.progress_token = progress_token
+        self.cancelled = False
+        self.channel: CallChannel | None = None
+        self.runner: CallRunner | None = None
+        self.connection = -1
+        self.generation = 0
+        self.transient = False  # HTTP: the slot was loaded for this request only
+        self.stream = 0  # HTTP: 0 no response yet, 1 answering as an event stream
+        self.http: Any = None  # HTTP: how to answer (an ``http.HttpCall``)
+
+    # -- CallContext ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> ClientInfo:
+        return self.protocol.client_info(self.slot)
+
+    @property
+    def log_level(self) -> str | None:
+        return self.protocol.log_level(self.key)
+
+    def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
+        if self.channel is not None and not self.cancelled:
+            self.channel.notify_call(self, encode_notification(method, params))
+
+    def request(
+        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Awaitable[Any]:
+        if self.runner is None:
+            raise SessionError("this call cannot send requests to its client")
+        return self.runner.request(self, method, params, timeout)
+
+    def __repr__(self) -> str:
+        return f"Call({self.method} {self.target!r}, id={self.request_id!r})"
+
+
+#: What handling one message gives: reply bytes, a call to run, a cancel, a client's
+#: answer to a server-to-client request, or nothing.
+Outcome = bytes | Call | Cancel | ClientResponse | None
+
+
+class McpProtocol:
+    """MCP for all sessions of a ``SessionTable``: messages in, reply bytes or ``Call``s out.
+
+    Replies carry no framing: the transport adds a newline or an HTTP body around them.
+    ``key`` signs list cursors (give every worker the same key so any of them can continue
+    a listing another began).
+    """
+
+    def __init__(
+        self,
+        surface: Surface,
         table: SessionTable,
         *,
-        tools: Sequence[Mapping[str, Any]] = (),
-        server_name: str = "connscale",
-        server_version: str = "0",
-        instructions: str | None = None,
         limits: ServerLimits | None = None,
         transport: Transport = Transport.TCP,
+        key: bytes | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
     ) -> None:
+        if page_size < 1:
+            raise ConfigurationError("page_size must be >= 1")
+        self.surface = surface
         self._table = table
         self._limits = limits or ServerLimits()
         self._transport = transport
-        self._tool_names = frozenset(str(tool["name"]) for tool in tools)
-        self._tools_result = _encoder.encode({"tools": list(tools)})
-        server_info = {"name": server_name, "version": server_version}
+        self._key = key if key is not None else secrets.token_bytes(32)
+        self._page_size = page_size
+        self._pages: dict[ListKind, list[bytes]] = {}
         self._initialize_results: dict[str, bytes] = {}
-        for version in HANDSHAKE_PROTOCOL_VERSIONS:
-            result: dict[str, object] = {
-                "protocolVersion": version,
-                "capabilities": {"tools": {"listChanged": False}},
-                "serverInfo": server_info,
-            }
-            if instructions:
-                result["instructions"] = instructions
-            self._initialize_results[version] = _encoder.encode(result)
+        self._capabilities: Mapping[str, Any] = {}
+        self._log_levels: dict[SessionKey, int] = {}
+        self._subscriptions: dict[str, set[SessionKey]] = {}
+        self._subscribed: dict[SessionKey, set[str]] = {}
+        #: Told of messages for sessions other than the one being served: set by the
+        #: connection core. ``broadcast(message)`` goes to every ready session;
+        #: ``deliver(keys, message)`` to the sessions in ``keys``.
+        self.broadcast: Callable[[bytes], None] = lambda message: None
+        self.deliver: Callable[[set[SessionKey], bytes], None] = lambda keys, message: None
+        self._refresh_capabilities()
+        surface.watch(self)
 
     @property
     def table(self) -> SessionTable:
@@ -116,23 +292,79 @@ class McpProtocol:
     def limits(self) -> ServerLimits:
         return self._limits
 
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    # -- sessions ------------------------------------------------------------------------------
+
     def open_session(self, *, session_id: bytes | None = None) -> int:
-        """Allocate a slot for a new connection (``TableFullError`` when full)."""
+        """Allocate a slot for a new session (``TableFullError`` when full)."""
         slot = self._table.allocate(transport=self._transport, session_id=session_id)
         self._table.update(slot, phase=Phase.INITIALIZING)
         return slot
 
     def close_session(self, slot: int) -> None:
-        """Free the slot of a connection that ended (a slot already free is ignored)."""
-        if slot in self._table:
-            self._table.free(slot)
+        """Free the slot of a session that ended (a slot already free is ignored).
+
+        A TCP or stdio session's log level and subscriptions end with it; an HTTP session
+        outlives its slots, so its own are dropped by ``end_session``.
+        """
+        if slot not in self._table:
+            return
+        if self._transport != Transport.HTTP:
+            self._forget(slot)
+        self._table.free(slot)
+
+    def end_session(self, key: SessionKey) -> None:
+        """An HTTP session was deleted: forget its log level and subscriptions."""
+        self._forget(key)
+
+    def _forget(self, key: SessionKey) -> None:
+        self._log_levels.pop(key, None)
+        for uri in self._subscribed.pop(key, ()):
+            subscribers = self._subscriptions.get(uri)
+            if subscribers is not None:
+                subscribers.discard(key)
+                if not subscribers:
+                    del self._subscriptions[uri]
+
+    def session_key(self, slot: int) -> SessionKey:
+        if self._transport == Transport.HTTP:
+            session_id: bytes = self._table.get(slot, "session_id")
+            return session_id
+        return slot
 
     def is_initialized(self, slot: int) -> bool:
         """True once ``initialize`` has been answered for this session."""
         return self._table.get(slot, "protocol_version") is not None
 
-    def handle_frame(self, slot: int, frame: bytes | bytearray) -> bytes | ToolCall | None:
-        """Handle one framed message: reply bytes, a tool call to run, or None (no reply)."""
+    def client_info(self, slot: int) -> ClientInfo:
+        table = self._table
+        if slot not in table:
+            return ClientInfo(protocol_version=LATEST_HANDSHAKE_VERSION)
+        session_id = None
+        if self._transport == Transport.HTTP:
+            session_id = table.get(slot, "session_id").hex()
+        return ClientInfo(
+            protocol_version=table.get(slot, "protocol_version") or LATEST_HANDSHAKE_VERSION,
+            name=table.get(slot, "client_name"),
+            version=table.get(slot, "client_version"),
+            capabilities=table.get(slot, "capabilities"),
+            session_id=session_id,
+        )
+
+    def log_level(self, key: SessionKey) -> str | None:
+        level = self._log_levels.get(key)
+        return None if level is None else LOG_LEVELS[level]
+
+    def subscribers(self, uri: str) -> set[SessionKey]:
+        return self._subscriptions.get(uri, set())
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def handle_frame(self, slot: int, frame: bytes | bytearray) -> Outcome:
+        """Handle one framed message: reply bytes, a call to run, a cancel, or None."""
         limits = self._limits
         message = decode_message(
             frame,
@@ -142,82 +374,198 @@ class McpProtocol:
         )
         return self.handle_message(slot, message)
 
-    def handle_message(self, slot: int, message: Message) -> bytes | ToolCall | None:
+    def handle_message(self, slot: int, message: Message) -> Outcome:
         """Handle one decoded message for the session in ``slot``."""
         if isinstance(message, Request):
             return self._handle_request(slot, message)
         if isinstance(message, Notification):
-            self._handle_notification(slot, message)
-            return None
+            return self._handle_notification(slot, message)
         if isinstance(message, Invalid):
             return encode_error(message.id, message.code, message.message)
-        assert isinstance(message, ClientResponse)
-        return None  # this server sends no requests, so there is nothing to match
+        return message  # a ClientResponse: the runner matches it to the request it answers
 
-    def finish_tool_call(self, call: ToolCall, result: Mapping[str, Any]) -> bytes:
-        """The reply to a tool call, given its ``CallToolResult``; clears it from pending."""
+    def complete(self, call: Call, result: object) -> bytes:
+        """The reply to a call, given its result object; clears it from pending."""
         self._discard_pending(call)
+        if isinstance(result, bytes):
+            return encode_result_raw(call.request_id, result)
         return encode_result(call.request_id, result)
 
-    def fail_tool_call(self, call: ToolCall, code: int, message: str) -> bytes:
-        """A JSON-RPC error reply to a tool call; clears it from pending."""
+    def fail(self, call: Call, code: int, message: str, data: object = None) -> bytes:
+        """A JSON-RPC error reply to a call; clears it from pending."""
         self._discard_pending(call)
-        return encode_error(call.request_id, code, message)
+        return encode_error(call.request_id, code, message, data)
 
-    def _discard_pending(self, call: ToolCall) -> None:
+    def _discard_pending(self, call: Call) -> None:
         if call.slot in self._table:
             self._table.discard_pending(call.slot, call.request_id)
 
-    def _handle_request(self, slot: int, request: Request) -> bytes | ToolCall:
+    def _handle_request(self, slot: int, request: Request) -> bytes | Call:
         method = request.method
         if method == "ping":
             return encode_result_raw(request.id, _EMPTY_RESULT)
         if method == "initialize":
             return self._initialize(slot, request)
-        if method not in ("tools/list", "tools/call"):
+        list_method = _LIST_METHODS.get(method)
+        call_capability = _CALL_METHODS.get(method)
+        known = (
+            list_method is not None
+            or call_capability is not None
+            or method in ("logging/setLevel", "resources/subscribe", "resources/unsubscribe")
+        )
+        if not known:
             if method.startswith("notifications/"):
                 # MCP: notifications MUST NOT carry an id. One that does is a request the
                 # client will wait on, so it is answered (refused) and has no effect.
                 return encode_error(
                     request.id, INVALID_REQUEST, "invalid request: a notification has no id"
                 )
-            # Echo at most a short prefix: a client's megabyte method name is not sent back.
-            return encode_error(
-                request.id, METHOD_NOT_FOUND, f"method not found: {method[:_ECHO_CHARS]!r}"
-            )
+            return _method_not_found(request)
         if self._table.get(slot, "protocol_version") is None:
             return encode_error(
                 request.id, INVALID_REQUEST, "session not initialized: send initialize first"
             )
         params = request.params
-        if params is not None and not isinstance(params, dict):
+        if params is None:
+            params = {}
+        elif not isinstance(params, dict):
             return encode_error(request.id, INVALID_PARAMS, "params must be an object")
-        if method == "tools/list":
-            return encode_result_raw(request.id, self._tools_result)
-        return self._tool_call(slot, request.id, params or {})
+        capabilities = self._capabilities
+        if list_method is not None:
+            kind, capability = list_method
+            if capability not in capabilities:
+                return _method_not_found(request)
+            return self._list(request.id, kind, params)
+        if call_capability is not None:
+            if call_capability not in capabilities:
+                return _method_not_found(request)
+            return self._call(slot, request, params)
+        if method == "logging/setLevel":
+            return self._set_level(slot, request.id, params)
+        if "resources" not in capabilities:
+            return _method_not_found(request)
+        return self._subscribe(slot, request.id, method, params)
 
-    def _tool_call(
-        self, slot: int, request_id: RequestId, params: dict[str, Any]
-    ) -> bytes | ToolCall:
-        name = params.get("name")
-        arguments = params.get("arguments")
-        if not isinstance(name, str):
-            return encode_error(request_id, INVALID_PARAMS, "tools/call needs a string 'name'")
-        if arguments is None:
-            arguments = {}
-        elif not isinstance(arguments, dict):
-            return encode_error(
-                request_id, INVALID_PARAMS, "tools/call 'arguments' must be an object"
-            )
-        if name not in self._tool_names:
-            return encode_error(request_id, INVALID_PARAMS, f"unknown tool: {name[:_ECHO_CHARS]!r}")
+    def _call(self, slot: int, request: Request, params: dict[str, Any]) -> bytes | Call:
+        request_id = request.id
+        method = request.method
+        arguments: Any = {}
+        if method in {"tools/call", "prompts/get"}:
+            target = params.get("name")
+            arguments = params.get("arguments")
+            if not isinstance(target, str):
+                return encode_error(request_id, INVALID_PARAMS, f"{method} needs a string 'name'")
+            if arguments is None:
+                arguments = {}
+            elif not isinstance(arguments, dict):
+                return encode_error(
+                    request_id, INVALID_PARAMS, f"{method} 'arguments' must be an object"
+                )
+            if method == "prompts/get" and not all(
+                isinstance(value, str) for value in arguments.values()
+            ):
+                return encode_error(
+                    request_id, INVALID_PARAMS, "prompts/get arguments must be strings"
+                )
+        elif method == "resources/read":
+            target = params.get("uri")
+            if not isinstance(target, str):
+                return encode_error(
+                    request_id, INVALID_PARAMS, "resources/read needs a string 'uri'"
+                )
+        else:  # completion/complete
+            target = params.get("ref")
+            arguments = params.get("argument")
+            if not isinstance(target, dict) or target.get("type") not in (
+                "ref/prompt",
+                "ref/resource",
+            ):
+                return encode_error(
+                    request_id,
+                    INVALID_PARAMS,
+                    "completion/complete needs a 'ref' of type ref/prompt or ref/resource",
+                )
+            if (
+                not isinstance(arguments, dict)
+                or not isinstance(arguments.get("name"), str)
+                or not isinstance(arguments.get("value"), str)
+            ):
+                return encode_error(
+                    request_id,
+                    INVALID_PARAMS,
+                    "completion/complete needs an 'argument' with string 'name' and 'value'",
+                )
         table = self._table
         if table.pending_count(slot) >= self._limits.max_pending_per_session:
             return encode_error(request_id, INVALID_REQUEST, "too many requests in flight")
         if request_id in table.get(slot, "pending"):
             return encode_error(request_id, INVALID_REQUEST, "duplicate request id in flight")
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if isinstance(token, bool) or not isinstance(token, int | str):
+            token = None
         table.add_pending(slot, request_id)
-        return ToolCall(slot, request_id, name, arguments)
+        call = Call(
+            self,
+            slot,
+            self.session_key(slot),
+            request_id,
+            method,
+            target=target,
+            arguments=arguments,
+            progress_token=token,
+        )
+        if method == "completion/complete":
+            context = params.get("context")
+            context_arguments = context.get("arguments") if isinstance(context, dict) else None
+            if isinstance(context_arguments, dict):
+                call.context_arguments = {
+                    str(k): v for k, v in context_arguments.items() if isinstance(v, str)
+                }
+        return call
+
+    def _set_level(self, slot: int, request_id: RequestId, params: dict[str, Any]) -> bytes:
+        level = params.get("level")
+        if level not in LOG_LEVELS:
+            return encode_error(
+                request_id,
+                INVALID_PARAMS,
+                "logging/setLevel needs a level: " + ", ".join(LOG_LEVELS),
+            )
+        key = self.session_key(slot)
+        self._remember(self._log_levels, key)
+        self._log_levels[key] = LOG_LEVELS.index(level)
+        return encode_result_raw(request_id, _EMPTY_RESULT)
+
+    def _subscribe(
+        self, slot: int, request_id: RequestId, method: str, params: dict[str, Any]
+    ) -> bytes:
+        uri = params.get("uri")
+        if not isinstance(uri, str):
+            return encode_error(request_id, INVALID_PARAMS, f"{method} needs a string 'uri'")
+        key = self.session_key(slot)
+        uris = self._subscribed.get(key)
+        if method == "resources/subscribe":
+            if uris is None:
+                self._remember(self._subscribed, key)
+                uris = self._subscribed[key] = set()
+            if uri not in uris and len(uris) >= self._limits.max_pending_per_session:
+                return encode_error(request_id, INVALID_REQUEST, "too many subscriptions")
+            uris.add(uri)
+            self._subscriptions.setdefault(uri, set()).add(key)
+        elif uris is not None and uri in uris:
+            uris.discard(uri)
+            subscribers = self._subscriptions.get(uri)
+            if subscribers is not None:
+                subscribers.discard(key)
+                if not subscribers:
+                    del self._subscriptions[uri]
+        return encode_result_raw(request_id, _EMPTY_RESULT)
+
+    def _remember(self, store: dict[SessionKey, Any], key: SessionKey) -> None:
+        """Bound what HTTP sessions (which outlive their slots) make this worker remember."""
+        if isinstance(key, bytes) and key not in store and len(store) >= MAX_REMEMBERED_SESSIONS:
+            self._forget(next(iter(store)))
 
     def _initialize(self, slot: int, request: Request) -> bytes:
         table = self._table
@@ -259,7 +607,7 @@ class McpProtocol:
             )
         if len(interned.canonical) > limits.max_capabilities_bytes:
             return encode_error(request.id, INVALID_PARAMS, "capabilities too large")
-        version = requested if requested in self._initialize_results else LATEST_PROTOCOL_VERSION
+        version = requested if requested in self._initialize_results else LATEST_HANDSHAKE_VERSION
         table.update(
             slot,
             protocol_version=version,
@@ -269,7 +617,103 @@ class McpProtocol:
         )
         return encode_result_raw(request.id, self._initialize_results[version])
 
-    def _handle_notification(self, slot: int, notification: Notification) -> None:
+    def _handle_notification(self, slot: int, notification: Notification) -> Cancel | None:
         # Notifications are never answered, not even with an error (JSON-RPC 2.0).
-        if notification.method == "notifications/initialized" and self.is_initialized(slot):
-            self._table.update(slot, phase=Phase.INITIALIZED)
+        method = notification.method
+        if method == "notifications/initialized":
+            if self.is_initialized(slot):
+                self._table.update(slot, phase=Phase.INITIALIZED)
+        elif method == "notifications/cancelled":
+            params = notification.params
+            if isinstance(params, dict):
+                request_id = params.get("requestId")
+                if isinstance(request_id, int | str) and not isinstance(request_id, bool):
+                    return Cancel(slot, request_id)
+        return None
+
+    # -- listings ------------------------------------------------------------------------------
+
+    def _list(self, request_id: RequestId, kind: ListKind, params: dict[str, Any]) -> bytes:
+        pages = self._pages.get(kind)
+        if pages is None:
+            pages = self._pages[kind] = self._paginate(kind)
+        cursor = params.get("cursor")
+        if cursor is None:
+            return encode_result_raw(request_id, pages[0])
+        page = self._page_of(kind, cursor)
+        if page is None or page >= len(pages):
+            return encode_error(request_id, INVALID_PARAMS, "invalid cursor")
+        return encode_result_raw(request_id, pages[page])
+
+    def _paginate(self, kind: ListKind) -> list[bytes]:
+        items = list(self.surface.listing(kind))
+        size = self._page_size
+        pages: list[bytes] = []
+        for start in range(0, max(len(items), 1), size):
+            result: dict[str, Any] = {kind: items[start : start + size]}
+            if start + size < len(items):
+                result["nextCursor"] = self._cursor(kind, len(pages) + 1)
+            pages.append(_encoder.encode(result))
+        return pages
+
+    def _cursor(self, kind: ListKind, page: int) -> str:
+        body = bytes([LIST_KINDS.index(kind)]) + page.to_bytes(4, "big")
+        tag = hmac.digest(self._key, body, hashlib.sha256)[:12]
+        return base64.urlsafe_b64encode(body + tag).decode("ascii")
+
+    def _page_of(self, kind: ListKind, cursor: object) -> int | None:
+        """The page a cursor this server issued points at; None for any other cursor."""
+        if not isinstance(cursor, str) or len(cursor) > 64:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(cursor.encode("ascii"))
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            return None
+        if len(raw) != 17:
+            return None
+        body, tag = raw[:5], raw[5:]
+        if not hmac.compare_digest(tag, hmac.digest(self._key, body, hashlib.sha256)[:12]):
+            return None
+        if body[0] != LIST_KINDS.index(kind):
+            return None
+        return int.from_bytes(body[1:5], "big")
+
+    # -- the surface changed (SurfaceListener) -------------------------------------------------
+
+    def list_changed(self, kind: ListKind) -> None:
+        self._pages.pop(kind, None)
+        self._refresh_capabilities()
+        capability = "resources" if kind == "resourceTemplates" else kind
+        if capability in self._capabilities:
+            self.broadcast(encode_notification(_LIST_CHANGED[kind]))
+
+    def resource_updated(self, uri: str) -> None:
+        subscribers = self._subscriptions.get(uri)
+        if subscribers:
+            self.deliver(
+                set(subscribers),
+                encode_notification("notifications/resources/updated", {"uri": uri}),
+            )
+
+    def _refresh_capabilities(self) -> None:
+        surface = self.surface
+        self._capabilities = dict(surface.capabilities())
+        info = surface.info
+        server_info = info.implementation()
+        self._initialize_results = {}
+        for version in HANDSHAKE_VERSIONS:
+            result: dict[str, object] = {
+                "protocolVersion": version,
+                "capabilities": self._capabilities,
+                "serverInfo": server_info,
+            }
+            if info.instructions:
+                result["instructions"] = info.instructions
+            self._initialize_results[version] = _encoder.encode(result)
+
+
+def _method_not_found(request: Request) -> bytes:
+    # Echo at most a short prefix: a client's megabyte method name is not sent back.
+    return encode_error(
+        request.id, METHOD_NOT_FOUND, f"method not found: {request.method[:_ECHO_CHARS]!r}"
+    )

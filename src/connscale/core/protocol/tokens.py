@@ -1,62 +1,93 @@
-"""Signed session tokens and a revocation table, so any worker can serve any HTTP session.
+"""Sealed session tokens and a revocation table, so any worker can serve any HTTP session.
 
-The ``Mcp-Session-Id`` an HTTP client gets back is ``base64url(state + tag)``: ``state`` is
-the session encoded by the session codec and ``tag`` its HMAC-SHA256 under a key that only
-the server's processes know. A worker that never saw the session verifies the tag and
-decodes the state; nothing is shared between workers but the key. Tampering changes the
-tag and is refused. Revocation (HTTP DELETE) needs shared state after all: a fixed-size,
-direct-mapped table of 16-byte session ids, which may live in shared memory.
+The ``Mcp-Session-Id`` an HTTP client gets back is ``base64url(nonce + AES-GCM(issued_at +
+state))``: ``state`` is the session encoded by the session codec, encrypted and
+authenticated under a key that only the server's processes know. A worker that never saw
+the session opens the token and decodes the state; nothing is shared between workers but
+the key. A reader of the token learns nothing of the session (client name, capabilities),
+tampering is refused, and a token older than ``max_age`` is refused (the session expired).
+Keys rotate: tokens sealed under a previous key are still opened, new ones use the current.
+Revocation (HTTP DELETE) needs shared state after all: a fixed-size, direct-mapped table
+of 16-byte session ids, which may live in shared memory.
+
+AES-GCM comes from ``cryptography`` (OpenSSL): no cipher is written here.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import secrets
+import struct
+import time
+from collections.abc import Callable, Sequence
 from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from connscale.errors import ConfigurationError
 
-__all__ = ["RevocationTable", "SessionSigner"]
+__all__ = ["KEY_BYTES", "RevocationTable", "SessionSealer"]
 
-_TAG_BYTES: Final = 32
+KEY_BYTES: Final = 32
+_NONCE_BYTES: Final = 12
+_TAG_BYTES: Final = 16
+_ISSUED: Final = struct.Struct(">Q")  # seconds since the epoch, when the token was sealed
 _ID_BYTES: Final = 16
 _MAX_TOKEN_CHARS: Final = 4096
+_OVERHEAD: Final = _NONCE_BYTES + _TAG_BYTES + _ISSUED.size
 
 
-class SessionSigner:
-    """Sign and verify session state with HMAC-SHA256 (key: 32+ random bytes)."""
+class SessionSealer:
+    """Seal session state into tokens and open them (AES-256-GCM, 32-byte keys).
 
-    __slots__ = ("_key",)
+    ``previous`` keys open tokens sealed before a rotation; ``max_age`` (seconds, None for
+    never) bounds how long a token stays valid; ``clock`` gives wall-clock seconds.
+    """
 
-    def __init__(self, key: bytes | None = None) -> None:
-        key = secrets.token_bytes(32) if key is None else key
-        if len(key) < 16:
-            raise ConfigurationError("a session signing key needs at least 16 bytes")
+    __slots__ = ("_ciphers", "_clock", "_key", "max_age")
+
+    def __init__(
+        self,
+        key: bytes | None = None,
+        *,
+        previous: Sequence[bytes] = (),
+        max_age: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        key = secrets.token_bytes(KEY_BYTES) if key is None else key
+        for candidate in (key, *previous):
+            if len(candidate) != KEY_BYTES:
+                raise ConfigurationError(f"a session key must be {KEY_BYTES} bytes")
+        if max_age is not None and not max_age > 0:
+            raise ConfigurationError("a session max_age must be > 0 seconds or None")
         self._key = key
+        self._ciphers = [AESGCM(key)] + [AESGCM(old) for old in previous]
+        self.max_age = max_age
+        self._clock = clock
 
     @property
     def key(self) -> bytes:
         return self._key
 
-    def sign(self, state: bytes) -> str:
+    def seal(self, state: bytes) -> str:
         """A token carrying ``state``: URL-safe base64 without padding (a valid header value).
 
-        ``ConfigurationError`` when the token would be longer than ``verify`` accepts
+        ``ConfigurationError`` when the token would be longer than ``unseal`` accepts
         (4096 characters, about 3 KB of state): a token that could never come back.
         """
-        tag = hmac.digest(self._key, state, hashlib.sha256)
-        token = base64.urlsafe_b64encode(state + tag).rstrip(b"=").decode("ascii")
-        if len(token) > _MAX_TOKEN_CHARS:
+        if (len(state) + _OVERHEAD) * 4 / 3 > _MAX_TOKEN_CHARS:
             raise ConfigurationError(
                 f"session state of {len(state)} bytes is too large for a session token"
             )
-        return token
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        issued = _ISSUED.pack(int(self._clock()))
+        sealed = self._ciphers[0].encrypt(nonce, issued + state, None)
+        return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
 
-    def verify(self, token: str | bytes) -> bytes | None:
-        """The state inside ``token``, or None when it is malformed or its tag is wrong."""
+    def unseal(self, token: str | bytes) -> bytes | None:
+        """The state inside ``token``; None when it is malformed, tampered with or expired."""
         if isinstance(token, str):
             try:
                 token = token.encode("ascii")
@@ -71,11 +102,19 @@ class SessionSigner:
         # The decoder skips characters outside the alphabet, reads "+/" like "-_" and ignores
         # the spare bits of the last character: only the one canonical spelling is accepted,
         # so that changing any character of a token is refused.
-        if len(raw) <= _TAG_BYTES or base64.urlsafe_b64encode(raw).rstrip(b"=") != token:
+        if len(raw) < _OVERHEAD or base64.urlsafe_b64encode(raw).rstrip(b"=") != token:
             return None
-        state, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
-        expected = hmac.digest(self._key, state, hashlib.sha256)
-        return state if hmac.compare_digest(tag, expected) else None
+        nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        for cipher in self._ciphers:
+            try:
+                plain = cipher.decrypt(nonce, sealed, None)
+            except InvalidTag:
+                continue
+            (issued,) = _ISSUED.unpack_from(plain)
+            if self.max_age is not None and self._clock() - issued > self.max_age:
+                return None
+            return plain[_ISSUED.size :]
+        return None
 
 
 class RevocationTable:

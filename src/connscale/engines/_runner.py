@@ -1,0 +1,202 @@
+"""The call runner both engines share: runs calls on the surface, tracks what is in flight.
+
+A surface that answers synchronously is answered in the same callback that read the
+request (no task, no future). An awaitable answer runs as a task, remembered by (session,
+request id) only while it runs, so ``notifications/cancelled`` can stop it: a cancelled
+call is not answered (the specification says so). Server-to-client requests (sampling,
+elicitation, roots) get ids from one counter per worker and wait for their answers in a
+dict that holds only the requests in flight, each with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import msgspec
+
+from connscale.core.protocol.jsonrpc import INTERNAL_ERROR, ClientResponse, encode_request
+from connscale.core.protocol.mcp import Call, SessionKey
+from connscale.core.protocol.surface import Surface
+from connscale.errors import ConnscaleError, ProtocolError
+
+__all__ = ["CallRunner", "ClientRequestError"]
+
+_log = logging.getLogger("connscale.calls")
+_decode = msgspec.json.decode
+
+
+class ClientRequestError(ConnscaleError):
+    """A server-to-client request could not be sent (the client is gone or cannot be reached)."""
+
+
+class _ErrorObject(msgspec.Struct):
+    code: int = INTERNAL_ERROR
+    message: str = "error"
+    data: Any = None
+
+
+class CallRunner:
+    """Runs ``Call``s for one engine; ``default_timeout`` bounds server-to-client requests."""
+
+    def __init__(self, surface: Surface, *, default_timeout: float | None = 60.0) -> None:
+        self.surface = surface
+        self.default_timeout = default_timeout
+        self._running: dict[tuple[SessionKey, int | str], tuple[Call, asyncio.Task[None]]] = {}
+        self._waiting: dict[int, tuple[SessionKey, asyncio.Future[Any]]] = {}
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Calls running as tasks (sync calls finish before anyone can look)."""
+        return len(self._running)
+
+    def start(self, call: Call) -> None:
+        """Run ``call`` now; a synchronous answer is sent before this returns."""
+        channel = call.channel
+        assert channel is not None
+        protocol = call.protocol
+        try:
+            outcome = self._invoke(call)
+        except ProtocolError as exc:
+            channel.finish_call(call, protocol.fail(call, exc.code, str(exc), exc.data))
+            return
+        except Exception as exc:  # a bug in the surface must not take the connection down
+            _log.exception("%s failed", call)
+            channel.finish_call(call, protocol.fail(call, INTERNAL_ERROR, f"internal error: {exc}"))
+            return
+        if not inspect.isawaitable(outcome):
+            channel.finish_call(call, protocol.complete(call, outcome))
+            return
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        task = loop.create_task(self._finish(call, outcome))
+        self._running[call.key, call.request_id] = (call, task)
+
+    def _invoke(self, call: Call) -> Any:
+        surface = self.surface
+        method = call.method
+        if method == "tools/call":
+            return surface.call_tool(call.target, call.arguments, call)
+        if method == "resources/read":
+            return surface.read_resource(call.target, call)
+        if method == "prompts/get":
+            return surface.get_prompt(call.target, call.arguments, call)
+        return surface.complete(call.target, call.arguments, call.context_arguments, call)
+
+    async def _finish(self, call: Call, awaitable: Awaitable[Any]) -> None:
+        protocol = call.protocol
+        channel = call.channel
+        assert channel is not None
+        try:
+            result = await awaitable
+        except asyncio.CancelledError:
+            call.cancelled = True
+            reply = None
+            protocol.fail(call, INTERNAL_ERROR, "cancelled")  # clears it from pending
+        except ProtocolError as exc:
+            reply = protocol.fail(call, exc.code, str(exc), exc.data)
+        except Exception as exc:
+            _log.exception("%s failed", call)
+            reply = protocol.fail(call, INTERNAL_ERROR, f"internal error: {exc}")
+        else:
+            reply = protocol.complete(call, result)
+        finally:
+            self._running.pop((call.key, call.request_id), None)
+        if call.cancelled:
+            reply = None  # MCP: a cancelled request gets no response
+        channel.finish_call(call, reply)
+
+    def cancel(self, key: SessionKey, request_id: int | str) -> bool:
+        """``notifications/cancelled``: stop that call; its answer is never sent."""
+        entry = self._running.get((key, request_id))
+        if entry is None:
+            return False  # finished already, or unknown: the specification says ignore it
+        call, task = entry
+        call.cancelled = True
+        task.cancel()
+        return True
+
+    def session_closed(self, key: SessionKey) -> None:
+        """The session's connection ended: cancel its calls and its requests to the client."""
+        for (owner, _request_id), (call, task) in list(self._running.items()):
+            if owner == key:
+                call.cancelled = True
+                task.cancel()
+        for request_id, (owner, future) in list(self._waiting.items()):
+            if owner == key:
+                del self._waiting[request_id]
+                if not future.done():
+                    future.set_exception(ClientRequestError("the client disconnected"))
+
+    # -- server-to-client requests -------------------------------------------------------------
+
+    def request(
+        self, call: Call, method: str, params: Mapping[str, Any] | None, timeout: float | None
+    ) -> Awaitable[Any]:
+        return self._request(call, method, params, timeout)
+
+    async def _request(
+        self, call: Call, method: str, params: Mapping[str, Any] | None, timeout: float | None
+    ) -> Any:
+        channel = call.channel
+        if channel is None or call.cancelled:
+            raise ClientRequestError(f"cannot send {method}: the request is over")
+        loop = asyncio.get_running_loop()
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = loop.create_future()
+        self._waiting[request_id] = (call.key, future)
+        try:
+            if not channel.notify_call(call, encode_request(request_id, method, params)):
+                raise ClientRequestError(
+                    f"cannot send {method}: the client has no open stream to receive it"
+                )
+            wait = self.default_timeout if timeout is None else timeout
+            try:
+                return await asyncio.wait_for(future, wait)
+            except TimeoutError:
+                raise TimeoutError(f"{method}: the client did not answer within {wait} s") from None
+        finally:
+            self._waiting.pop(request_id, None)
+
+    def answered(self, key: SessionKey, response: ClientResponse) -> bool:
+        """The client answered request ``response.id``; False when nothing waits for it."""
+        request_id = response.id
+        if not isinstance(request_id, int):
+            return False
+        entry = self._waiting.get(request_id)
+        if entry is None or entry[0] != key:
+            return False  # unknown, late, or another session's: ignored
+        del self._waiting[request_id]
+        future = entry[1]
+        if future.done():
+            return False
+        if response.error is not None:
+            try:
+                error = _decode(response.error, type=_ErrorObject)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                error = _ErrorObject(message="malformed error from the client")
+            future.set_exception(ProtocolError(error.message, error.code, error.data))
+        else:
+            try:
+                result = _decode(response.result) if response.result is not None else None
+            except msgspec.DecodeError:
+                result = None
+            future.set_result(result)
+        return True
+
+    def close(self) -> None:
+        """Cancel every running call and fail every request still waiting."""
+        for call, task in list(self._running.values()):
+            call.cancelled = True
+            task.cancel()
+        for _owner, future in self._waiting.values():
+            if not future.done():
+                future.cancel()
+        self._waiting.clear()

@@ -1,0 +1,84 @@
+"""Wire one worker's serving stack: session table, protocol, HTTP, call runner and engine.
+
+The one place that assembles these pieces, used by the workers and by the test harnesses
+(``connscale.testing``), so what tests run is what ``connscale serve`` runs.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+from connscale.core.protocol.http import McpHttp
+from connscale.core.protocol.mcp import McpProtocol
+from connscale.core.protocol.surface import Surface
+from connscale.core.protocol.tokens import RevocationTable, SessionSealer
+from connscale.core.session import SessionTable, Transport
+from connscale.engines._base import Engine, open_files_limit
+from connscale.engines._runner import CallRunner
+from connscale.engines.aio import AsyncioEngine
+from connscale.engines.epoll import EpollEngine
+from connscale.server.config import ServerConfig
+
+__all__ = ["build_engine", "session_table"]
+
+
+def session_table(config: ServerConfig) -> SessionTable:
+    """A table sized once for the worker's worst case; its columns commit page by page.
+
+    TCP holds one session per connection and the engine refuses connections over the
+    limit, so the table never needs to grow. HTTP sessions are not bound to connections
+    (a slot per request in flight or open event stream), so growth stays allowed there.
+    """
+    http = config.transport == "http"
+    capacity = max(1024, config.limits.connection_limit(open_files_limit()))
+    return SessionTable(capacity, max_capacity=None if http else capacity, index_by_id=http)
+
+
+def build_engine(
+    config: ServerConfig,
+    surface: Surface,
+    listener: socket.socket,
+    *,
+    key: bytes | None = None,
+    revoked: RevocationTable | None = None,
+    clock: Callable[[], float] | None = None,
+    wall_clock: Callable[[], float] | None = None,
+) -> Engine:
+    """The engine ``config`` asks for, serving ``surface`` on ``listener``.
+
+    ``key`` seals HTTP session ids and signs list cursors (every worker gets the same one);
+    ``revoked`` is the table of deleted sessions (shared between workers); ``clock`` drives
+    the timeouts and ``wall_clock`` the session expiry (fake clocks in tests).
+    """
+    http = config.transport == "http"
+    protocol = McpProtocol(
+        surface,
+        session_table(config),
+        limits=config.limits,
+        transport=Transport.HTTP if http else Transport.TCP,
+        key=key,
+    )
+    runner = CallRunner(surface)
+    handler = None
+    if http:
+        sealer = SessionSealer(key, max_age=config.session_max_age, clock=wall_clock or time.time)
+        handler = McpHttp(
+            protocol,
+            sealer=sealer,
+            revoked=revoked or RevocationTable(config.revocation_capacity),
+            path=config.http_path,
+            stream_responses=config.sse_responses,
+            allowed_origins=config.allowed_origins,
+            allowed_hosts=config.host_names(),
+            bearer_token=config.bearer_token,
+        )
+    keepalive = config.http_keepalive_timeout
+    if config.engine == "epoll":
+        return EpollEngine(
+            listener, protocol, runner, http=handler, keepalive_timeout=keepalive, clock=clock
+        )
+    return AsyncioEngine(
+        listener, protocol, runner, http=handler, keepalive_timeout=keepalive, clock=clock
+    )
