@@ -132,7 +132,7 @@ def open_tcp_sessions(port: int, count: int, held: list[socket.socket]) -> None:
 
 def open_http_sessions(port: int, count: int, held: list[socket.socket]) -> None:
     post = (
-        b"POST /mcp HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+        b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
         b"accept: application/json, text/event-stream\r\nconnection: close\r\n"
         b"content-length: %d\r\n\r\n%b" % (len(INIT_BODY), INIT_BODY)
     )
@@ -147,7 +147,7 @@ def open_http_sessions(port: int, count: int, held: list[socket.socket]) -> None
         )
         stream = socket.create_connection(("127.0.0.1", port), timeout=30)
         stream.sendall(
-            b"GET /mcp HTTP/1.1\r\nhost: bench\r\naccept: text/event-stream\r\n"
+            b"GET /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n"
             b"mcp-session-id: " + token + b"\r\n\r\n"
         )
         read_until(stream, b"\r\n\r\n")

@@ -168,10 +168,9 @@ class ConnectionCore:
         # HTTP: requests pipelined behind the one being answered may hold this much.
         self._max_queued = limits.max_header_bytes + limits.max_frame_bytes
         # Session slot -> connection, for messages to a session that is not the one being
-        # served (list changes, resource updates): a column for line sessions (no object
-        # per session), a dict for the fewer open event streams.
-        self._line_connection = array("i", [-1]) * (protocol.table.capacity if http is None else 0)
-        self._stream_connection: dict[int, int] = {}
+        # served (list changes, resource updates): line sessions and open event streams.
+        # A column, not a dict: a dict entry and its two int objects cost ~130 B a session.
+        self._connection_of = array("i", [-1]) * protocol.table.capacity
         self._streams = 0
         protocol.broadcast = self._broadcast
         protocol.deliver = self._deliver
@@ -193,10 +192,7 @@ class ConnectionCore:
             except TableFullError:
                 return False
             self._kind[connection] = LINE
-            column = self._line_connection
-            if slot >= len(column):
-                column.extend([-1] * (slot + 1 - len(column)))
-            column[slot] = connection
+            self._bind_slot(slot, connection)
         else:
             slot = _NO_SLOT
             self._kind[connection] = HTTP
@@ -270,7 +266,6 @@ class ConnectionCore:
             self.runner.session_closed(key)
             protocol.close_session(slot)
         elif kind == STREAM:
-            self._stream_connection.pop(slot, None)
             self._streams -= 1
             assert self.http is not None
             self.http.stream_closed(slot)
@@ -548,15 +543,10 @@ class ConnectionCore:
                     self.http.push_session(key, message)
             return
         line = message + b"\n"
-        column = self._line_connection
         for key in keys:
-            if isinstance(key, int) and key < len(column):
-                connection = column[key]
-                if (
-                    connection >= 0
-                    and self._kind[connection] == LINE
-                    and (self._slot[connection] == key)
-                ):
+            if isinstance(key, int):
+                connection = self._connection_holding(key, LINE)
+                if connection is not None:
                     self._write(connection, line)
 
     # -- HTTP ------------------------------------------------------------------------------------
@@ -670,7 +660,7 @@ class ConnectionCore:
             self._reader_pool.release(reader)
         self._kind[connection] = STREAM
         self._slot[connection] = stream.slot
-        self._stream_connection[stream.slot] = connection
+        self._bind_slot(stream.slot, connection)
         self._streams += 1
         if self._stamp is not None:
             self._stamp[connection] = self._timers.now
@@ -678,8 +668,21 @@ class ConnectionCore:
 
     def stream_connection(self, slot: int) -> int | None:
         """The connection of the open event stream holding ``slot``."""
-        connection = self._stream_connection.get(slot)
-        if connection is None or self._kind[connection] != STREAM:
+        return self._connection_holding(slot, STREAM)
+
+    def _bind_slot(self, slot: int, connection: int) -> None:
+        column = self._connection_of
+        if slot >= len(column):  # an HTTP table grows; a TCP one never does
+            column.extend([-1] * (slot + 1 - len(column)))
+        column[slot] = connection
+
+    def _connection_holding(self, slot: int, kind: int) -> int | None:
+        """The open connection of ``kind`` whose session is ``slot`` (a stale entry is not)."""
+        column = self._connection_of
+        if slot >= len(column):
+            return None
+        connection = column[slot]
+        if connection < 0 or self._kind[connection] != kind or self._slot[connection] != slot:
             return None
         return connection
 
