@@ -10,21 +10,27 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from connscale.server.config import ServerConfig
 
-HELP = "run the reference MCP server (TCP newline-JSON or Streamable HTTP)"
+HELP = "serve an MCP app: yours (--app) or the reference tools, over TCP or Streamable HTTP"
 DESCRIPTION = """\
-Run the reference MCP server: tools `echo`, `consult_experts` and `get_expert_responses`.
+Serve an MCP app with connscale's engines, workers and limits. TARGET names a
+connscale.App (or any object serving the same surface): package.module:attribute or
+path/to/file.py:attribute. Without --app the reference tools are served: echo,
+consult_experts and get_expert_responses.
 
+  connscale serve --app myserver.py:app --transport http --port 8000
+  connscale serve --app mypackage.server:app --workers 4 --transport http
   connscale serve --transport tcp --port 0 --ready-file ready.json
-  connscale serve --transport http --engine asyncio --workers 2 --port 8000
 
 TCP speaks newline-delimited JSON-RPC (MCP's stdio framing over a socket); HTTP speaks MCP
 Streamable HTTP at /mcp. --ready-file gets {transport, engine, host, port, supervisor_pid,
 pids} once every worker listens; with --stats-dir, SIGUSR1 makes each worker write
-DIR/worker-<pid>.json. SIGTERM or Ctrl-C stops the server cleanly (exit 0).
-HTTP binds 127.0.0.1 unless --host says otherwise, refuses foreign Origin headers (403),
-and with --token-file PATH asks every request for that bearer token (401 otherwise).
+DIR/worker-<pid>.json. SIGTERM or Ctrl-C stops the server cleanly (exit 0): requests
+already read are answered first.
+HTTP binds 127.0.0.1 unless --host says otherwise, answers only to loopback Host names
+there (421 for others: DNS rebinding), refuses foreign Origin headers (403), and with
+--token-file PATH asks every request for that bearer token (401 otherwise).
+A wrong --app is one line of error and exit code 2.
 """
-
 
 def _seconds(text: str) -> float:
     """An argparse type: a finite number of seconds >= 0."""
@@ -49,26 +55,72 @@ def _byte_count(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--transport", choices=("tcp", "http"), default="tcp")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
-    parser.add_argument("--engine", choices=("epoll", "asyncio"), default="epoll")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (SO_REUSEPORT)")
+    from connscale.core.protocol.limits import ServerLimits
+    from connscale.server.config import ServerConfig
+
+    # Defaults come from the configuration types: one source of truth per option.
+    config = ServerConfig()
+    limits = ServerLimits()
+    parser.add_argument(
+        "--app",
+        metavar="TARGET",
+        help="what to serve: package.module:attribute or path/to/file.py:attribute "
+        "(default: the reference tools)",
+    )
+    parser.add_argument("--transport", choices=("tcp", "http"), default=config.transport)
+    parser.add_argument(
+        "--host", default=config.host, help=f"address to bind (default {config.host})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=config.port, help="port; 0 picks a free one (default)"
+    )
+    parser.add_argument("--engine", choices=("epoll", "asyncio"), default=config.engine)
+    parser.add_argument(
+        "--workers", type=int, default=config.workers, help="worker processes (SO_REUSEPORT)"
+    )
+    parser.add_argument(
+        "--start-method",
+        choices=("fork", "spawn"),
+        default=config.start_method,
+        help="how workers start: fork shares the loaded app and modules copy-on-write "
+        "(default); spawn imports everything anew in each worker",
+    )
     parser.add_argument("--ready-file", type=Path, help="write JSON here once listening")
     parser.add_argument("--stats-dir", type=Path, help="SIGUSR1 writes worker-<pid>.json here")
     parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
-        default="auto",
+        default=config.loop,
         help="event loop (auto: uvloop for the asyncio engine when installed)",
     )
-    parser.add_argument("--sse-responses", action="store_true", help="HTTP: answer POSTs as SSE")
+    parser.add_argument(
+        "--sse-responses",
+        action="store_true",
+        help="HTTP: answer every POST as an event stream (default: JSON unless the call "
+        "sends progress or requests while it runs)",
+    )
     parser.add_argument(
         "--allowed-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
         help="HTTP: an Origin to accept besides localhost (repeatable)",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="HTTP: a Host name to answer to, any port (repeatable; default: the loopback "
+        "names when bound to loopback, else any)",
+    )
+    parser.add_argument(
+        "--session-max-age",
+        type=_seconds,
+        default=config.session_max_age,
+        metavar="SECONDS",
+        help="HTTP: seconds a session id stays valid after initialize; 0 = forever "
+        f"(default {config.session_max_age:g})",
     )
     parser.add_argument(
         "--token-file",
@@ -78,29 +130,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--experts", help="expert plugins: 'package.module:callable,...'")
     parser.add_argument(
-        "--experts-timeout", type=float, default=2.0, help="seconds per consultation"
+        "--experts-timeout",
+        type=float,
+        default=config.experts_timeout,
+        help="seconds per consultation",
     )
-    limits = parser.add_argument_group("limits (see docs/SERVER.md)")
-    limits.add_argument("--max-frame-bytes", type=int, default=1 << 20)
-    limits.add_argument("--max-json-depth", type=int, default=64)
-    limits.add_argument(
-        "--max-json-items", type=int, default=1 << 15, help="JSON values in one message's params"
+    group = parser.add_argument_group("limits (see docs/SERVER.md)")
+    group.add_argument("--max-frame-bytes", type=int, default=limits.max_frame_bytes)
+    group.add_argument("--max-json-depth", type=int, default=limits.max_json_depth)
+    group.add_argument(
+        "--max-json-items",
+        type=int,
+        default=limits.max_json_items,
+        help="JSON values in one message's params",
     )
-    limits.add_argument(
-        "--max-pending", type=int, default=64, help="requests in flight per session"
+    group.add_argument(
+        "--max-pending",
+        type=int,
+        default=limits.max_pending_per_session,
+        help="requests in flight per session",
     )
-    limits.add_argument(
-        "--max-connections", type=int, default=0, help="per worker; 0 = from open-files limit"
+    group.add_argument(
+        "--max-connections",
+        type=int,
+        default=limits.max_connections,
+        help="per worker; 0 = from the open-files limit",
     )
-    limits.add_argument("--handshake-timeout", type=float, default=10.0)
-    limits.add_argument(
+    group.add_argument(
+        "--handshake-timeout", type=_seconds, default=limits.handshake_timeout, metavar="SECONDS"
+    )
+    group.add_argument(
         "--idle-timeout",
         type=_seconds,
         default=0.0,
         metavar="SECONDS",
         help="close a session that sends nothing for this long; 0 = off (default)",
     )
-    limits.add_argument(
+    group.add_argument(
         "--http-keepalive-timeout",
         type=_seconds,
         default=0.0,
@@ -108,17 +174,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="HTTP: seconds a kept-alive connection may wait for its next request; "
         "0 = the handshake timeout (default)",
     )
-    limits.add_argument(
+    group.add_argument(
         "--socket-send-buffer",
         type=_byte_count,
-        default=0,
+        default=config.socket_send_buffer,
         metavar="BYTES",
         help="SO_SNDBUF per connection, caps what a client that never reads holds in the "
         "kernel; 0 = kernel autotuning (default)",
     )
-    limits.add_argument("--write-high-water", type=int, default=256 << 10)
-    limits.add_argument("--write-low-water", type=int, default=64 << 10)
-    limits.add_argument("--max-write-buffer", type=int, default=4 << 20)
+    group.add_argument("--write-high-water", type=int, default=limits.write_high_water)
+    group.add_argument("--write-low-water", type=int, default=limits.write_low_water)
+    group.add_argument("--max-write-buffer", type=int, default=limits.max_write_buffer)
 
 
 def build_config(args: argparse.Namespace) -> ServerConfig:
@@ -146,6 +212,10 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         max_write_buffer=args.max_write_buffer,
     )
     return ServerConfig(
+        app=args.app,
+        start_method=args.start_method,
+        allowed_hosts=None if args.allowed_host is None else tuple(args.allowed_host),
+        session_max_age=args.session_max_age or None,  # 0: forever
         transport=args.transport,
         host=args.host,
         port=args.port,
@@ -168,4 +238,10 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
 def run(args: argparse.Namespace) -> int:
     from connscale.server.supervisor import serve
 
-    return serve(build_config(args))
+    config = build_config(args)
+    if config.app is not None and config.start_method == "fork":
+        # Load it before anything starts, so that a wrong target is one line and exit 2.
+        from connscale.server.loading import load_app
+
+        return serve(config, load_app(config.app))
+    return serve(config)
