@@ -15,6 +15,10 @@ from connscale.clock import FakeClock
 from connscale.errors import (
     BatchTooLargeError,
     CacheError,
+    ClientCapabilityError,
+    ClientError,
+    ClientRequestError,
+    ClientResponseError,
     ConfigurationError,
     ConnscaleError,
     CorruptRunError,
@@ -112,6 +116,10 @@ from connscale.loadgen.runner import LoadRunner
 __all__ = [
     "BatchTooLargeError",
     "CacheError",
+    "ClientCapabilityError",
+    "ClientError",
+    "ClientRequestError",
+    "ClientResponseError",
     "ConfigurationError",
     "ConnscaleError",
     "CorruptRunError",

@@ -19,6 +19,10 @@ handle all of them::
     │   ├── NotAvailableError       a /proc file or reading this system cannot give
     │   └── ProcessGoneError        the measured process exited
     ├── ProtocolError               a JSON-RPC / MCP / framing violation (carries ``code``)
+    ├── ClientError                 a server-to-client request (sampling, elicitation, roots) failed
+    │   ├── ClientCapabilityError   the client did not declare the capability the request needs
+    │   ├── ClientRequestError      the client answered with a JSON-RPC error (carries ``code``)
+    │   └── ClientResponseError     the client's answer does not have the shape that was asked for
     ├── ServerError                 the reference server could not start or run
     ├── LoadError
     │   ├── PlanError               a load plan that cannot fit this machine's limits
@@ -103,6 +107,30 @@ class ProtocolError(ConnscaleError):
         self.data = data
 
 
+class ClientError(ConnscaleError):
+    """A request from the server to the client (sampling, elicitation, roots) failed."""
+
+
+class ClientCapabilityError(ClientError):
+    """The client did not declare the capability a request needs; ask another way or skip it."""
+
+
+class ClientRequestError(ClientError):
+    """The client answered a server-to-client request with a JSON-RPC error.
+
+    ``code`` and ``data`` are the client's own error code and data.
+    """
+
+    def __init__(self, message: str, code: int, data: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data
+
+
+class ClientResponseError(ClientError):
+    """The client's answer does not have the shape that was asked for."""
+
+
 class ServerError(ConnscaleError):
     """The reference server could not start or keep running."""
 
@@ -130,6 +158,10 @@ class CorruptRunError(ReportError):
 __all__ = [
     "BatchTooLargeError",
     "CacheError",
+    "ClientCapabilityError",
+    "ClientError",
+    "ClientRequestError",
+    "ClientResponseError",
     "ConfigurationError",
     "ConnscaleError",
     "CorruptRunError",
