@@ -81,6 +81,36 @@ from connscale.report.render import write_report
 
 # --- end instruments -------------------------------------------------------------------------
 
+# --- app -----------------------------------------------------------------------------------------
+from connscale.app import (
+    Annotations,
+    App,
+    AssistantMessage,
+    Audio,
+    Completion,
+    CompletionArgument,
+    Content,
+    Context,
+    ElicitResult,
+    EmbeddedResource,
+    Icon,
+    Image,
+    Message,
+    PromptRef,
+    ResourceLink,
+    ResourceTemplateRef,
+    Root,
+    SampleResult,
+    Text,
+    ToolAnnotations,
+    ToolResult,
+    UriTemplate,
+    UserMessage,
+    titled,
+)
+
+# --- end app -------------------------------------------------------------------------------------
+
 # --- server ------------------------------------------------------------------------------------
 from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.mcp import McpProtocol
@@ -187,6 +217,31 @@ __all__ = [
     "scaling",
     "trend",
     "write_report",
+    # app
+    "Annotations",
+    "App",
+    "AssistantMessage",
+    "Audio",
+    "Completion",
+    "CompletionArgument",
+    "Content",
+    "Context",
+    "ElicitResult",
+    "EmbeddedResource",
+    "Icon",
+    "Image",
+    "Message",
+    "PromptRef",
+    "ResourceLink",
+    "ResourceTemplateRef",
+    "Root",
+    "SampleResult",
+    "Text",
+    "ToolAnnotations",
+    "ToolResult",
+    "UriTemplate",
+    "UserMessage",
+    "titled",
     # server
     "CircleOfExperts",
     "CircleStatistics",
