@@ -131,6 +131,7 @@ from connscale.server.experts import (
     builtin_experts,
     load_experts,
 )
+from connscale.server.reference import build_reference_app
 from connscale.server.supervisor import serve
 
 # --- end server --------------------------------------------------------------------------------
@@ -261,6 +262,7 @@ __all__ = [
     "ServerLimits",
     "Tool",
     "ToolRegistry",
+    "build_reference_app",
     "build_registry",
     "serve",
     # load and bench
