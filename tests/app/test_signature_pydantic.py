@@ -12,6 +12,7 @@ import pytest
 
 pydantic = pytest.importorskip("pydantic")
 
+from connscale.app import App  # noqa: E402
 from connscale.app._schema import decode_hook  # noqa: E402
 from connscale.app._signature import inspect_function, output_plan  # noqa: E402
 
@@ -177,3 +178,21 @@ def test_str_return_differs_from_the_sdk_on_purpose() -> None:
     (theirs,) = asyncio.run(server.list_tools())
     assert theirs.output_schema is not None
     assert output_plan(inspect_function(echo, kind="tool"), None) is None
+
+
+def test_pydantic_through_the_app() -> None:
+    app = App("p")
+
+    @app.tool()
+    def move(person: Person, street: str) -> Person:
+        return person.model_copy(update={"address": Address(street=street)})
+
+    result = app.call_tool(
+        "move", {"person": {"name": "A", "address": {"street": "Old"}}, "street": "New"}, None
+    )
+    assert result["structuredContent"] == {
+        "name": "A",
+        "address": {"street": "New", "number": 1},
+    }
+    invalid = app.call_tool("move", {"person": {"name": 1}, "street": "x"}, None)
+    assert invalid["isError"] and "'person'" in invalid["content"][0]["text"]

@@ -415,8 +415,13 @@ def encode_hook(value: Any) -> Any:
     return str(value)
 
 
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
 def to_builtins(value: Any) -> Any:
     """``value`` as JSON-able builtins (Structs, dataclasses, enums, datetimes, pydantic...)."""
+    if type(value) in _SCALARS:
+        return value  # already builtins; msgspec's keyword-argument call costs more than this
     return msgspec.to_builtins(value, enc_hook=encode_hook)
 
 

@@ -549,8 +549,15 @@ def output_plan(info: FunctionInfo, structured_output: bool | None) -> OutputPla
         if defs:
             schema["$defs"] = defs
 
-    def check(builtins: Any) -> object:
-        return msgspec.convert(builtins, annotation, dec_hook=decode_hook)
+    if _mentions_pydantic(annotation):
+
+        def check(builtins: Any) -> object:
+            return msgspec.convert(builtins, annotation, dec_hook=decode_hook)
+
+    else:
+
+        def check(builtins: Any) -> object:
+            return msgspec.convert(builtins, annotation)  # no keyword: ~150 ns cheaper
 
     def convert(value: Any) -> dict[str, Any]:
         return structured_result(value, wrap=wrap, check=check)
