@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -850,3 +852,18 @@ def test_watchers_hear_every_change(caplog: pytest.LogCaptureFixture) -> None:
     app.unwatch(recorder)  # type: ignore[arg-type]
     app.add_tool(lambda: "x", "after")
     assert len(recorder.events) == 8
+
+
+def test_pydantic_is_never_imported_by_the_app() -> None:
+    script = (
+        "import sys\n"
+        "from connscale import App, Context\n"
+        "app = App('x')\n"
+        "@app.tool()\n"
+        "def f(a: int, ctx: Context) -> dict[str, int]:\n"
+        "    return {'a': a}\n"
+        "app.call_tool('f', {'a': 1}, None)\n"
+        "app.call_tool('f', {'a': 'bad'}, None)\n"
+        "assert 'pydantic' not in sys.modules, 'pydantic was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
