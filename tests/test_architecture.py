@@ -19,15 +19,16 @@ LAYERS: list[tuple[str, int]] = [
     ("connscale.prometheus", 2),
     ("connscale.profile", 2),
     ("connscale.engines", 3),
-    ("connscale.server", 4),
-    ("connscale.loadgen", 5),
-    ("connscale.bench", 5),
-    ("connscale.report", 5),
-    ("connscale.cli", 6),
-    ("connscale.pytest_plugin", 6),
-    ("connscale.testing", 6),
-    ("connscale.__main__", 6),
-    ("connscale", 7),  # the package __init__ re-exports everything
+    ("connscale.app", 4),
+    ("connscale.server", 5),
+    ("connscale.loadgen", 6),
+    ("connscale.bench", 6),
+    ("connscale.report", 6),
+    ("connscale.cli", 7),
+    ("connscale.pytest_plugin", 7),
+    ("connscale.testing", 7),
+    ("connscale.__main__", 7),
+    ("connscale", 8),  # the package __init__ re-exports everything
 ]
 
 

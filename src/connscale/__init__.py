@@ -16,6 +16,10 @@ from connscale.errors import (
     AppLoadError,
     BatchTooLargeError,
     CacheError,
+    ClientCapabilityError,
+    ClientError,
+    ClientRequestError,
+    ClientResponseError,
     ConfigurationError,
     ConnscaleError,
     CorruptRunError,
@@ -78,6 +82,36 @@ from connscale.report.render import write_report
 
 # --- end instruments -------------------------------------------------------------------------
 
+# --- app -----------------------------------------------------------------------------------------
+from connscale.app import (
+    Annotations,
+    App,
+    AssistantMessage,
+    Audio,
+    Completion,
+    CompletionArgument,
+    Content,
+    Context,
+    ElicitResult,
+    EmbeddedResource,
+    Icon,
+    Image,
+    Message,
+    PromptRef,
+    ResourceLink,
+    ResourceTemplateRef,
+    Root,
+    SampleResult,
+    Text,
+    ToolAnnotations,
+    ToolResult,
+    UriTemplate,
+    UserMessage,
+    titled,
+)
+
+# --- end app -------------------------------------------------------------------------------------
+
 # --- server ------------------------------------------------------------------------------------
 from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.mcp import McpProtocol
@@ -98,6 +132,7 @@ from connscale.server.experts import (
     builtin_experts,
     load_experts,
 )
+from connscale.server.reference import build_reference_app
 from connscale.server.supervisor import serve
 
 # --- end server --------------------------------------------------------------------------------
@@ -114,6 +149,10 @@ __all__ = [
     "AppLoadError",
     "BatchTooLargeError",
     "CacheError",
+    "ClientCapabilityError",
+    "ClientError",
+    "ClientRequestError",
+    "ClientResponseError",
     "ConfigurationError",
     "ConnscaleError",
     "CorruptRunError",
@@ -181,6 +220,31 @@ __all__ = [
     "scaling",
     "trend",
     "write_report",
+    # app
+    "Annotations",
+    "App",
+    "AssistantMessage",
+    "Audio",
+    "Completion",
+    "CompletionArgument",
+    "Content",
+    "Context",
+    "ElicitResult",
+    "EmbeddedResource",
+    "Icon",
+    "Image",
+    "Message",
+    "PromptRef",
+    "ResourceLink",
+    "ResourceTemplateRef",
+    "Root",
+    "SampleResult",
+    "Text",
+    "ToolAnnotations",
+    "ToolResult",
+    "UriTemplate",
+    "UserMessage",
+    "titled",
     # server
     "CircleOfExperts",
     "CircleStatistics",
@@ -200,6 +264,7 @@ __all__ = [
     "ServerLimits",
     "Tool",
     "ToolRegistry",
+    "build_reference_app",
     "build_registry",
     "serve",
     # load and bench

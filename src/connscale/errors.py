@@ -19,6 +19,11 @@ handle all of them::
     │   ├── NotAvailableError       a /proc file or reading this system cannot give
     │   └── ProcessGoneError        the measured process exited
     ├── ProtocolError               a JSON-RPC / MCP / framing violation (carries ``code``)
+    ├── ClientError                 a server-to-client request (sampling, elicitation, roots) failed
+    │   ├── ClientCapabilityError   the client did not declare the capability the request needs
+    │   ├── ClientRequestError      the client answered with a JSON-RPC error (carries ``code``)
+    │   ├── ClientResponseError     the client's answer does not have the shape that was asked for
+    │   └── ClientUnreachableError  the request could not be sent (client gone, no stream to it)
     ├── ServerError                 the server could not start or run
     │   └── AppLoadError            an --app target that cannot be loaded (says why)
     ├── LoadError
@@ -104,8 +109,36 @@ class ProtocolError(ConnscaleError):
         self.data = data
 
 
+class ClientError(ConnscaleError):
+    """A request from the server to the client (sampling, elicitation, roots) failed."""
+
+
+class ClientCapabilityError(ClientError):
+    """The client did not declare the capability a request needs; ask another way or skip it."""
+
+
+class ClientRequestError(ClientError):
+    """The client answered a server-to-client request with a JSON-RPC error.
+
+    ``code`` and ``data`` are the client's own error code and data.
+    """
+
+    def __init__(self, message: str, code: int, data: object = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.data = data
+
+
+class ClientResponseError(ClientError):
+    """The client's answer does not have the shape that was asked for."""
+
+
+class ClientUnreachableError(ClientError):
+    """A request to the client could not be sent: it disconnected, or no stream reaches it."""
+
+
 class ServerError(ConnscaleError):
-    """The reference server could not start or keep running."""
+    """The server could not start or keep running."""
 
 
 class AppLoadError(ServerError, ConfigurationError):
@@ -136,6 +169,11 @@ __all__ = [
     "AppLoadError",
     "BatchTooLargeError",
     "CacheError",
+    "ClientCapabilityError",
+    "ClientError",
+    "ClientRequestError",
+    "ClientResponseError",
+    "ClientUnreachableError",
     "ConfigurationError",
     "ConnscaleError",
     "CorruptRunError",

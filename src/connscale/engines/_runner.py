@@ -22,16 +22,12 @@ import msgspec
 from connscale.core.protocol.jsonrpc import INTERNAL_ERROR, ClientResponse, encode_request
 from connscale.core.protocol.mcp import Call, SessionKey
 from connscale.core.protocol.surface import Surface
-from connscale.errors import ConnscaleError, ProtocolError
+from connscale.errors import ClientUnreachableError, ProtocolError
 
-__all__ = ["CallRunner", "ClientRequestError"]
+__all__ = ["CallRunner"]
 
 _log = logging.getLogger("connscale.calls")
 _decode = msgspec.json.decode
-
-
-class ClientRequestError(ConnscaleError):
-    """A server-to-client request could not be sent (the client is gone or cannot be reached)."""
 
 
 class _ErrorObject(msgspec.Struct):
@@ -133,7 +129,7 @@ class CallRunner:
             if owner == key:
                 del self._waiting[request_id]
                 if not future.done():
-                    future.set_exception(ClientRequestError("the client disconnected"))
+                    future.set_exception(ClientUnreachableError("the client disconnected"))
 
     # -- server-to-client requests -------------------------------------------------------------
 
@@ -147,14 +143,14 @@ class CallRunner:
     ) -> Any:
         channel = call.channel
         if channel is None or call.cancelled:
-            raise ClientRequestError(f"cannot send {method}: the request is over")
+            raise ClientUnreachableError(f"cannot send {method}: the request is over")
         loop = asyncio.get_running_loop()
         request_id = next(self._ids)
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting[request_id] = (call.key, future)
         try:
             if not channel.notify_call(call, encode_request(request_id, method, params)):
-                raise ClientRequestError(
+                raise ClientUnreachableError(
                     f"cannot send {method}: the client has no open stream to receive it"
                 )
             wait = self.default_timeout if timeout is None else timeout
