@@ -23,7 +23,6 @@ from typing import Any
 from benchmarks._common import Row, settings
 from connscale.app import App, Context
 from connscale.core.protocol.surface import ClientInfo
-from connscale.server.app import build_registry
 
 #: The issue's budget: the typed layer adds at most 2 us per call over a raw tool.
 BUDGET_NS = 2_000.0
@@ -119,12 +118,6 @@ PAIRS = (
         "raw add, same result dict",
         "call('raw_add', add_args, ctx)",
     ),
-    (
-        "hand-built registry echo (server.app, no App)",
-        "invoke('echo', text_args)",
-        "raw sync echo",
-        "call('raw_echo', text_args, ctx)",
-    ),
 )
 
 
@@ -151,7 +144,6 @@ def measure(quick: bool = False) -> list[Row]:
     app = build_app()
     namespace = {
         "call": app.call_tool,
-        "invoke": build_registry().invoke,
         "drive": drive,
         "ctx": Call(),
         "text_args": {"text": "hello"},

@@ -73,5 +73,7 @@ def measure(quick: bool = False) -> list[Row]:
 
 if __name__ == "__main__":
     for row in measure():
-        print(f"{row.what}: {row.value:.1f} {row.unit}; {row.baseline}: "
-              f"{row.baseline_value:.1f} {row.unit}; ratio {row.ratio:.2f}x ({row.target})")
+        print(
+            f"{row.what}: {row.value:.1f} {row.unit}; {row.baseline}: "
+            f"{row.baseline_value:.1f} {row.unit}; ratio {row.ratio:.2f}x ({row.target})"
+        )

@@ -12,20 +12,21 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from connscale.app import App
 from connscale.clock import FakeClock
 from connscale.core.connection import ConnectionCore
 from connscale.core.protocol.http import McpHttp
 from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.mcp import Call, McpProtocol, SessionKey
-from connscale.core.protocol.surface import ServerInfo, Surface
+from connscale.core.protocol.surface import Surface
 from connscale.core.protocol.tokens import SessionSealer
 from connscale.core.session import SessionTable, Transport
 from connscale.engines._runner import CallRunner
-from connscale.server.app import RegistrySurface, build_registry
+from connscale.server.reference import build_reference_app
 from connscale.testing import ServingThread, serve_in_thread
 
 ENGINES = ["epoll", "asyncio"]
-TOOLS = build_registry().descriptors()
+TOOLS = list(build_reference_app().listing("tools"))
 INIT: dict[str, Any] = {
     "jsonrpc": "2.0",
     "id": 0,
@@ -62,7 +63,7 @@ def echo(request_id: int | str, text: str = "hi") -> dict[str, Any]:
 
 
 def reference_surface() -> Surface:
-    return RegistrySurface(build_registry(), ServerInfo("connscale", "0"))
+    return build_reference_app()
 
 
 # -- the sans-I/O core as a byte pipe ----------------------------------------------------------
@@ -490,32 +491,28 @@ class HttpPipe(CorePipe):
         return token
 
 
-class GateSurface(RegistrySurface):
+class GateSurface:
     """The reference tools plus ``gate``: an async tool that waits until the test opens it."""
 
     def __init__(self) -> None:
-        super().__init__(build_registry(), ServerInfo("gate", "0"))
-        self._descriptors = [
-            *self._descriptors,
-            {"name": "gate", "description": "wait for the gate", "inputSchema": {"type": "object"}},
-        ]
+        self.app: App = build_reference_app(name="gate")
         self._gate: asyncio.Event | None = None
         self.waiting = 0
 
-    def call_tool(self, name: str, arguments: Any, context: Any) -> Any:
-        if name != "gate":
-            return super().call_tool(name, arguments, context)
-        return self._wait()
+        @self.app.tool()
+        async def gate() -> str:
+            """Wait until the test opens the gate."""
+            if self._gate is None:
+                self._gate = asyncio.Event()
+            self.waiting += 1
+            try:
+                await self._gate.wait()
+            finally:
+                self.waiting -= 1
+            return "opened"
 
-    async def _wait(self) -> dict[str, Any]:
-        if self._gate is None:
-            self._gate = asyncio.Event()
-        self.waiting += 1
-        try:
-            await self._gate.wait()
-        finally:
-            self.waiting -= 1
-        return {"content": [{"type": "text", "text": "opened"}], "isError": False}
+    def __connscale_surface__(self) -> App:
+        return self.app
 
     def open(self) -> None:
         """Let every waiting ``gate`` call finish (call on the server's loop)."""

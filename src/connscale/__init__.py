@@ -20,6 +20,7 @@ from connscale.errors import (
     ClientError,
     ClientRequestError,
     ClientResponseError,
+    ClientUnreachableError,
     ConfigurationError,
     ConnscaleError,
     CorruptRunError,
@@ -117,7 +118,6 @@ from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.mcp import McpProtocol
 from connscale.engines.aio import AsyncioEngine
 from connscale.engines.epoll import EpollEngine
-from connscale.server.app import Tool, ToolRegistry, build_registry
 from connscale.server.config import ServerConfig
 from connscale.server.experts import (
     CircleOfExperts,
@@ -153,6 +153,7 @@ __all__ = [
     "ClientError",
     "ClientRequestError",
     "ClientResponseError",
+    "ClientUnreachableError",
     "ConfigurationError",
     "ConnscaleError",
     "CorruptRunError",
@@ -262,10 +263,7 @@ __all__ = [
     "McpProtocol",
     "ServerConfig",
     "ServerLimits",
-    "Tool",
-    "ToolRegistry",
     "build_reference_app",
-    "build_registry",
     "serve",
     # load and bench
     "BenchConfig",

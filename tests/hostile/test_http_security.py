@@ -22,8 +22,7 @@ from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.mcp import McpProtocol
 from connscale.core.protocol.tokens import SessionSealer
 from connscale.errors import ConfigurationError
-from connscale.server.app import read_token_file
-from connscale.server.config import ServerConfig
+from connscale.server.config import ServerConfig, read_token_file
 from support import (
     ENGINES,
     INIT,

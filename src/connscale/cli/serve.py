@@ -32,6 +32,7 @@ there (421 for others: DNS rebinding), refuses foreign Origin headers (403), and
 A wrong --app is one line of error and exit code 2.
 """
 
+
 def _seconds(text: str) -> float:
     """An argparse type: a finite number of seconds >= 0."""
     try:
@@ -191,8 +192,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     """The ``ServerConfig`` the parsed arguments ask for (reads the token file, if any)."""
     from connscale.core.protocol.limits import ServerLimits
     from connscale.errors import ConfigurationError
-    from connscale.server.app import read_token_file
-    from connscale.server.config import ServerConfig
+    from connscale.server.config import ServerConfig, read_token_file
 
     bearer_token = None
     if args.token_file is not None:

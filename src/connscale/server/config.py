@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -9,7 +10,7 @@ from typing import Literal
 from connscale.core.protocol.limits import ServerLimits
 from connscale.errors import ConfigurationError
 
-__all__ = ["ServerConfig"]
+__all__ = ["MIN_TOKEN_BYTES", "ServerConfig", "read_token_file"]
 
 TransportName = Literal["tcp", "http"]
 EngineName = Literal["epoll", "asyncio"]
@@ -121,3 +122,31 @@ class ServerConfig:
         if self.host in ("127.0.0.1", "::1", "localhost") or self.host.startswith("127."):
             return ("localhost", "127.0.0.1", "::1", self.host)
         return None
+
+
+#: Characters of an RFC 6750 bearer token (``b64token``): safe in a header, no spaces.
+_TOKEN_CHARACTERS = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+)
+MIN_TOKEN_BYTES = 16
+
+
+def read_token_file(path: str | os.PathLike[str]) -> bytes:
+    """The bearer token in ``path`` (surrounding whitespace dropped), checked for shape.
+
+    Errors name the file, never its content: the token must not reach logs or terminals.
+    """
+    try:
+        with open(path, "rb") as file:
+            token = file.read(4097).strip()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if not MIN_TOKEN_BYTES <= len(token) <= 4096:
+        raise ConfigurationError(
+            f"the token in {path} must be {MIN_TOKEN_BYTES} to 4096 characters long"
+        )
+    if not set(token) <= _TOKEN_CHARACTERS:
+        raise ConfigurationError(
+            f"the token in {path} may only hold letters, digits and -._~+/= (RFC 6750)"
+        )
+    return token

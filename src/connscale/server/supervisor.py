@@ -29,15 +29,15 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from connscale.core.protocol.surface import ServerInfo, Surface
+from connscale.core.protocol.surface import Surface
 from connscale.core.protocol.tokens import KEY_BYTES, RevocationTable
 from connscale.engines._base import Engine
 from connscale.errors import ServerError
-from connscale.server.app import RegistrySurface, build_registry
 from connscale.server.build import build_engine
 from connscale.server.config import ServerConfig
 from connscale.server.experts import CircleOfExperts, load_experts
 from connscale.server.loading import as_surface, load_app
+from connscale.server.reference import build_reference_app
 
 __all__ = ["ServerHandle", "Worker", "resolve_app", "serve", "write_json_atomic"]
 
@@ -66,8 +66,8 @@ def _raise_open_files_limit() -> None:
 def reference_app(config: ServerConfig) -> Surface:
     """The reference tools (``echo``, ``consult_experts``, ``get_expert_responses``)."""
     experts = load_experts(config.experts) if config.experts else None
-    registry = build_registry(CircleOfExperts(experts, timeout=config.experts_timeout))
-    return RegistrySurface(registry, ServerInfo(config.server_name, _version()))
+    circle = CircleOfExperts(experts, timeout=config.experts_timeout)
+    return build_reference_app(circle, name=config.server_name)
 
 
 def resolve_app(config: ServerConfig, app: object | None = None) -> Surface:
