@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv test lint typecheck unit bench bench-micro bench-full clean
+.PHONY: all venv test lint typecheck unit bench bench-micro bench-full conformance clean
 
 all: test
 
@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks fuzz
-	$(BIN)/ruff format --check src tests benchmarks fuzz
+	$(BIN)/ruff check src tests benchmarks fuzz examples scripts
+	$(BIN)/ruff format --check src tests benchmarks fuzz examples scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -38,5 +38,10 @@ bench: $(STAMP)
 bench-micro: $(STAMP)
 	$(BIN)/python -m benchmarks.run_micro
 
+# The official MCP conformance suite (pinned; installed with npm into .conformance/) against
+# examples/everything.py on both engines, both protocol eras: one line per scenario.
+conformance: $(STAMP)
+	$(BIN)/python scripts/conformance.py
+
 clean:
-	rm -rf $(VENV) bench-results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) bench-results .pytest_cache .mypy_cache .ruff_cache .conformance

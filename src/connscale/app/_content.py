@@ -8,10 +8,11 @@ accepted wherever a helper is. Descriptor parts (``ToolAnnotations``, ``Annotati
 
 Conversion rules for a tool's return value (``unstructured_result``): ``str`` -> one text
 block; ``None`` -> no content; ``bytes`` or an ``Image`` -> image content, ``Audio`` -> audio
-content; a list of content blocks -> those blocks; a ``ToolResult`` -> exactly that; a dict,
-msgspec Struct, dataclass or pydantic model -> ``structuredContent`` plus its JSON text; any
-other value -> its JSON text. A tool whose return annotation declares data gets an
-``outputSchema`` and ``structured_result`` instead (see ``connscale.app._signature``).
+content; a list of content blocks and strings -> those blocks (a string as text); a
+``ToolResult`` -> exactly that; a dict, msgspec Struct, dataclass or pydantic model ->
+``structuredContent`` plus its JSON text; any other value -> its JSON text. A tool whose
+return annotation declares data gets an ``outputSchema`` and ``structured_result`` instead
+(see ``connscale.app._signature``).
 """
 
 from __future__ import annotations
@@ -174,6 +175,11 @@ class _Media(Content):
     ) -> None:
         if (data is None) == (path is None):
             raise ConfigurationError(f"{type(self).__name__} needs exactly one of data or path")
+        if isinstance(data, str):
+            raise ConfigurationError(
+                f"{type(self).__name__} data must be the raw bytes (they are base64-encoded "
+                "for you), not a str"
+            )
         self.data = data
         self.path = Path(path) if path is not None else None
         self.annotations = annotations
@@ -476,7 +482,10 @@ def unstructured_result(value: Any, *, structured: bool = True) -> dict[str, Any
         return value.to_dict()
     if isinstance(value, Content | bytes | bytearray | memoryview):
         return {"content": [content_block(value)], "isError": False}
-    if isinstance(value, list | tuple) and all(_is_block(item) for item in value):
+    if isinstance(value, list | tuple) and all(
+        type(item) is str or _is_block(item) for item in value
+    ):
+        # Content blocks, and strings among them as text blocks (as FastMCP does).
         return {"content": [content_block(item) for item in value], "isError": False}
     builtins = to_builtins(value)
     result: dict[str, Any] = {
