@@ -20,7 +20,6 @@ import pytest
 
 from connscale.core.protocol.limits import ServerLimits
 from support import (
-    ENGINES,
     HEADERS,
     INIT,
     INITIALIZED,
@@ -36,11 +35,6 @@ from support import (
     tool_call,
     wait_until,
 )
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ consult_experts and get_expert_responses.
 
   connscale serve --app myserver.py:app --transport http --port 8000
   connscale serve --app mypackage.server:app --workers 4 --transport http
+  connscale serve --app myserver.py:app --transport stdio     (as a desktop host runs it)
   connscale serve --transport tcp --port 0 --ready-file ready.json
 
 TCP speaks newline-delimited JSON-RPC (MCP's stdio framing over a socket); HTTP speaks MCP
@@ -68,7 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what to serve: package.module:attribute or path/to/file.py:attribute "
         "(default: the reference tools)",
     )
-    parser.add_argument("--transport", choices=("tcp", "http"), default=config.transport)
+    parser.add_argument(
+        "--transport",
+        choices=("tcp", "http", "stdio"),
+        default=config.transport,
+        help="tcp: newline JSON-RPC on a port; http: Streamable HTTP at /mcp; stdio: one "
+        "session on stdin/stdout, as desktop hosts launch servers (default tcp)",
+    )
     parser.add_argument(
         "--host", default=config.host, help=f"address to bind (default {config.host})"
     )

@@ -19,9 +19,10 @@ from connscale.engines._base import Engine, open_files_limit
 from connscale.engines._runner import CallRunner
 from connscale.engines.aio import AsyncioEngine
 from connscale.engines.epoll import EpollEngine
+from connscale.engines.stdio import StdioEngine
 from connscale.server.config import ServerConfig
 
-__all__ = ["build_engine", "session_table"]
+__all__ = ["build_engine", "build_stdio_engine", "session_table"]
 
 
 def session_table(config: ServerConfig) -> SessionTable:
@@ -81,4 +82,24 @@ def build_engine(
         )
     return AsyncioEngine(
         listener, protocol, runner, http=handler, keepalive_timeout=keepalive, clock=clock
+    )
+
+
+def build_stdio_engine(
+    config: ServerConfig,
+    surface: Surface,
+    *,
+    input_fd: int = 0,
+    output_fd: int = 1,
+    clock: Callable[[], float] | None = None,
+) -> StdioEngine:
+    """One session over stdin and stdout (or the given fds)."""
+    protocol = McpProtocol(
+        surface,
+        SessionTable(16, max_capacity=16),
+        limits=config.limits,
+        transport=Transport.STDIO,
+    )
+    return StdioEngine(
+        protocol, CallRunner(surface), input_fd=input_fd, output_fd=output_fd, clock=clock
     )

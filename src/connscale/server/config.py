@@ -12,7 +12,7 @@ from connscale.errors import ConfigurationError
 
 __all__ = ["MIN_TOKEN_BYTES", "ServerConfig", "read_token_file"]
 
-TransportName = Literal["tcp", "http"]
+TransportName = Literal["tcp", "http", "stdio"]
 EngineName = Literal["epoll", "asyncio"]
 LoopName = Literal["auto", "asyncio", "uvloop"]
 StartMethod = Literal["fork", "spawn"]
@@ -69,8 +69,12 @@ class ServerConfig:
     start_method: StartMethod = "fork"
 
     def __post_init__(self) -> None:
-        if self.transport not in ("tcp", "http"):
-            raise ConfigurationError(f"transport must be tcp or http, not {self.transport!r}")
+        if self.transport not in ("tcp", "http", "stdio"):
+            raise ConfigurationError(
+                f"transport must be tcp, http or stdio, not {self.transport!r}"
+            )
+        if self.transport == "stdio" and self.workers != 1:
+            raise ConfigurationError("the stdio transport serves one session: use one worker")
         if self.engine not in ("epoll", "asyncio"):
             raise ConfigurationError(f"engine must be epoll or asyncio, not {self.engine!r}")
         if self.loop not in ("auto", "asyncio", "uvloop"):

@@ -33,7 +33,7 @@ from connscale.core.protocol.surface import Surface
 from connscale.core.protocol.tokens import KEY_BYTES, RevocationTable
 from connscale.engines._base import Engine
 from connscale.errors import ServerError
-from connscale.server.build import build_engine
+from connscale.server.build import build_engine, build_stdio_engine
 from connscale.server.config import ServerConfig
 from connscale.server.experts import CircleOfExperts, load_experts
 from connscale.server.loading import as_surface, load_app
@@ -433,9 +433,44 @@ def _prepare_fork() -> None:
     gc.freeze()
 
 
+def serve_stdio(config: ServerConfig, surface: Surface) -> int:
+    """One session over stdin and stdout, until the input ends (or SIGTERM/SIGINT)."""
+
+    async def run() -> None:
+        engine = build_stdio_engine(config, surface)
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        await engine.start()
+        stopped = asyncio.ensure_future(stopping.wait())
+        ended = asyncio.ensure_future(engine.closed.wait())
+        await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
+        if not engine.closed.is_set():  # a signal: answer what was asked, within the grace
+            engine.close_gracefully()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(engine.closed.wait(), config.shutdown_grace)
+        for task in (stopped, ended):
+            task.cancel()
+        engine.close()
+        close = getattr(surface, "close", None)
+        if callable(close):
+            close()
+
+    if config.use_uvloop():
+        import uvloop
+
+        uvloop.run(run())
+    else:
+        asyncio.run(run())
+    return 0
+
+
 def serve(config: ServerConfig, app: object | None = None) -> int:
     """Serve ``app`` (an App or any surface; default: ``config.app``, else the reference
     tools) with ``config`` until SIGTERM/SIGINT; returns the exit code."""
+    if config.transport == "stdio":
+        return serve_stdio(config, resolve_app(config, app))
     if config.workers > 1:
         return ServerHandle(config, None if app is None else as_surface(app)).run()
     surface = resolve_app(config, app)

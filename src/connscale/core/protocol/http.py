@@ -360,8 +360,14 @@ class McpHttp:
             last = b"" if reply is None else chunk(sse_event(reply))
             self.core.http_answer(connection, last + CHUNK_END, state.keep_alive)
             return
-        if reply is None:  # cancelled before saying anything: nothing to answer with
-            self.core.http_answer(connection, response(202, None, b""), state.keep_alive)
+        if reply is None:
+            # Cancelled before it said anything: MCP sends no response to a cancelled request,
+            # so the POST gets an event stream that ends empty (or, without one, a bare 202).
+            if state.accepts_stream:
+                empty = response_head(200, (*_STREAM_HEADERS, (b"mcp-session-id", state.token)))
+                self.core.http_answer(connection, empty + CHUNK_END, state.keep_alive)
+            else:
+                self.core.http_answer(connection, response(202, None, b""), state.keep_alive)
             return
         head = ((b"mcp-session-id", state.token),)
         if state.stream_only:
