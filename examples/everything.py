@@ -354,3 +354,154 @@ def add_a_tool(name: str) -> str:
     added.__doc__ = f"A tool named {name}, added at run time."
     app.add_tool(added, name=name)
     return f"added {name}"
+
+
+# -- the stateless revision (2026-07-28) ----------------------------------------------------------
+# The same Context calls serve both eras. In the handshake era ctx.elicit() and friends are
+# requests to the client while the tool runs; in 2026-07-28 there are none: the call answers
+# `input_required` with the questions, the client retries with the answers, and the function
+# runs again, this time receiving them (so code before the question runs once per round).
+
+
+class Name(msgspec.Struct):
+    name: str
+
+
+class Confirmation(msgspec.Struct):
+    ok: bool
+
+
+class Color(msgspec.Struct):
+    color: str
+
+
+class UserContext(msgspec.Struct):
+    context: str
+
+
+@app.tool()
+async def test_missing_capability(ctx: Context) -> str:
+    """Needs the client's sampling capability: without it the request fails with -32021."""
+    answer = await ctx.sample("Say hello", max_tokens=10)
+    return answer.text or ""
+
+
+@app.tool()
+async def test_streaming_elicitation(ctx: Context) -> str:
+    """Streams a progress notification, then answers (never a request to the client)."""
+    await ctx.report_progress(1, 1, "streaming")
+    return "Streaming complete"
+
+
+@app.tool()
+async def test_logging_tool(ctx: Context) -> str:
+    """Logs, which reaches the client only when its request asked for a log level."""
+    await ctx.info("Logging evaluated")
+    return "Logging evaluated"
+
+
+@app.tool()
+def test_trigger_tool_change() -> str:
+    """Tell listening clients that the tool list changed."""
+    app.notify_list_changed("tools")
+    return "tools changed"
+
+
+@app.tool()
+def test_trigger_prompt_change() -> str:
+    """Tell listening clients that the prompt list changed."""
+    app.notify_list_changed("prompts")
+    return "prompts changed"
+
+
+@app.tool()
+def test_x_mcp_header(
+    region: Annotated[
+        str,
+        msgspec.Meta(
+            description="Mirrored into the Mcp-Param-Region header",
+            extra_json_schema={"x-mcp-header": "Region"},
+        ),
+    ] = "<none>",
+) -> str:
+    """An argument an HTTP client also sends as a header (Mcp-Param-Region)."""
+    return f"region={region}"
+
+
+@app.tool()
+async def test_input_required_result_elicitation(ctx: Context) -> str:
+    """Ask the user's name."""
+    answer = await ctx.elicit("What is your name?", Name, key="user_name")
+    return f"Hello, {answer.data.name}!" if answer.data else f"No name: {answer.action}"
+
+
+@app.tool()
+async def test_input_required_result_sampling(ctx: Context) -> str:
+    """Ask the client's model a question."""
+    answer = await ctx.sample(
+        "What is the capital of France?", max_tokens=100, key="capital_question"
+    )
+    return f"The model says: {answer.text}"
+
+
+@app.tool()
+async def test_input_required_result_list_roots(ctx: Context) -> str:
+    """Ask the client for its roots."""
+    roots = await ctx.list_roots(key="client_roots")
+    return "Roots: " + ", ".join(root.uri for root in roots)
+
+
+@app.tool()
+async def test_input_required_result_request_state(ctx: Context) -> str:
+    """Ask for a confirmation; the answer comes back with the sealed requestState."""
+    answer = await ctx.elicit("Please confirm", Confirmation, key="confirm")
+    return "state-ok" if answer.data and answer.data.ok else "state-not-confirmed"
+
+
+@app.tool()
+async def test_input_required_result_multiple_inputs(ctx: Context) -> str:
+    """Ask three things at once: a name, a greeting from the model, the roots."""
+    name, greeting, roots = await asyncio.gather(
+        ctx.elicit("What is your name?", Name, key="user_name"),
+        ctx.sample("Generate a greeting", max_tokens=50, key="greeting"),
+        ctx.list_roots(key="client_roots"),
+    )
+    who = name.data.name if name.data else "someone"
+    return f"{greeting.text} {who} ({len(roots)} roots)"
+
+
+@app.tool()
+async def test_input_required_result_multi_round(ctx: Context) -> str:
+    """Ask two things, one round after the other."""
+    name = await ctx.elicit("Step 1: What is your name?", Name, key="step1")
+    color = await ctx.elicit("Step 2: What is your favorite color?", Color, key="step2")
+    return f"{name.data.name if name.data else '?'} likes {color.data.color if color.data else '?'}"
+
+
+@app.tool()
+async def test_input_required_result_tampered_state(ctx: Context) -> str:
+    """Ask for a confirmation; a retry with a changed requestState is refused."""
+    answer = await ctx.elicit("Please confirm", Confirmation, key="confirm")
+    return f"confirmed={answer.data.ok if answer.data else False}"
+
+
+@app.tool()
+async def test_input_required_result_capabilities(ctx: Context) -> str:
+    """Ask only what the client declared it can answer."""
+    declared = ctx.client.capabilities or {}
+    if "elicitation" in declared:
+        answer = await ctx.elicit("What is your name?", Name, key="user_name")
+        return f"Hello, {answer.data.name if answer.data else '?'}!"
+    if "sampling" in declared:
+        sampled = await ctx.sample("Say hello", max_tokens=20, key="greeting")
+        return sampled.text or ""
+    return "nothing to ask"
+
+
+@app.prompt()
+async def test_input_required_result_prompt(ctx: Context) -> str:
+    """A prompt that first asks the user for its context."""
+    answer = await ctx.elicit(
+        "What context should the prompt use?", UserContext, key="user_context"
+    )
+    return f"Use this context: {answer.data.context if answer.data else 'none'}"

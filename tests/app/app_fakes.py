@@ -58,7 +58,12 @@ class FakeCall:
         self.notifications.append((method, params))
 
     async def request(
-        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        key: str | None = None,
     ) -> Any:
         self.requests.append((method, params, timeout))
         answer = self.answers[method]

@@ -251,14 +251,18 @@ def test_binary_junk_gets_parse_errors_and_is_bounded() -> None:
 
 
 def test_requests_before_initialize() -> None:
-    """Before ``initialize``: ping answered, tools/* -32600, unknown methods -32601."""
+    """Before ``initialize``: ping answered, tools/* -32600, unknown methods -32601, a
+    stateless-era request without its envelope -32602."""
     pipe = Pipe()
     assert pipe.send(ping(1)) == [{"jsonrpc": "2.0", "id": 1, "result": {}}]
     list_request = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
     assert error_of(pipe.send(list_request)[0]) == (2, INVALID_REQUEST)
     assert error_of(pipe.send(echo(3))[0]) == (3, INVALID_REQUEST)
-    unknown = {"jsonrpc": "2.0", "id": 4, "method": "server/discover"}
+    unknown = {"jsonrpc": "2.0", "id": 4, "method": "no/such/method"}
     assert error_of(pipe.send(unknown)[0]) == (4, METHOD_NOT_FOUND)
+    # server/discover is the stateless era's: without its _meta envelope it is malformed.
+    discover = {"jsonrpc": "2.0", "id": 5, "method": "server/discover"}
+    assert error_of(pipe.send(discover)[0]) == (5, INVALID_PARAMS)
     assert pipe.send(INITIALIZED) == []  # ignored: nothing to acknowledge yet
     assert pipe.protocol.table.get(pipe.slot, "phase") == Phase.INITIALIZING
 
@@ -398,8 +402,8 @@ def test_reset_in_the_middle_of_a_message_frees_everything() -> None:
     http.feed(held, http_request(body=echo(2), headers={"mcp-session-id": token}))
     [call] = http.runner.held
     assert len(http.protocol.table) == 1  # the transient slot, while the call runs
-    http.core.closed(held)  # the connection died meanwhile
-    http.runner.answer(call, {"content": [], "isError": False})  # the late answer frees it
+    http.core.closed(held)  # the connection died meanwhile: its call is cancelled
+    assert call.cancelled and not http.runner.held
     assert len(http.protocol.table) == 0 and http.take(held) == b""
 
 

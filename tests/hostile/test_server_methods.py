@@ -19,7 +19,11 @@ EVERYTHING = load_app(f"{Path(__file__).resolve().parents[2] / 'examples' / 'eve
 DOCUMENTED = {-32600, -32601, -32602, -32002}
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
     ),

@@ -26,7 +26,9 @@ class Call:
     def notify(self, method: str, params: Any = None) -> None:
         raise AssertionError("the reference tools send no notifications")
 
-    async def request(self, method: str, params: Any = None, *, timeout: Any = None) -> Any:
+    async def request(
+        self, method: str, params: Any = None, *, timeout: Any = None, key: Any = None
+    ) -> Any:
         raise AssertionError("the reference tools send no requests")
 
 

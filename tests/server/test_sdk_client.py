@@ -141,3 +141,50 @@ def test_the_sdk_client_over_stdio() -> None:
                 await exercise(session, notes, streams=True)
 
     anyio.run(scenario)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_sdk_client_negotiates_2026_07_28_and_a_handshake_client_still_works(
+    engine: str,
+) -> None:
+    from mcp import Client
+
+    app = load_app(f"{EVERYTHING}:app")
+
+    async def elicit(context: Any, params: Any) -> Any:
+        return mcp_types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    with running(engine, "http", app=app) as server:
+        url = f"http://127.0.0.1:{server.port}/mcp"
+
+        async def modern() -> None:
+            with anyio.fail_after(30):
+                async with Client(url, elicitation_callback=elicit) as client:
+                    assert client.protocol_version == "2026-07-28"
+                    names = {tool.name for tool in (await client.list_tools()).tools}
+                    assert "test_simple_text" in names
+                    asked = await client.call_tool("test_input_required_result_elicitation", {})
+                    assert asked.content[0].text == "Hello, Ada!"  # type: ignore[union-attr]
+                    read = await client.read_resource("test://static-text")
+                    assert read.contents[0].text.startswith("This is")  # type: ignore[union-attr]
+                    async with client.listen(tools_list_changed=True) as subscription:
+                        await client.call_tool("add_a_tool", {"name": "arrived_late"})
+                        async for event in subscription:
+                            assert type(event).__name__ == "ToolsListChanged"
+                            break
+                    names = {tool.name for tool in (await client.list_tools()).tools}
+                    assert "arrived_late" in names
+
+        async def handshake() -> None:
+            with anyio.fail_after(30):
+                async with (
+                    streamable_http_client(url) as (read, write),
+                    ClientSession(read, write) as session,
+                ):
+                    init = await session.initialize()
+                    assert init.protocol_version == "2025-11-25"
+                    simple = await session.call_tool("test_simple_text", {})
+                    assert not simple.is_error
+
+        anyio.run(modern)
+        anyio.run(handshake)

@@ -611,6 +611,15 @@ class App:
             except Exception:
                 logger.exception("a listener failed on resource_updated(%r)", uri)
 
+    def notify_list_changed(self, kind: ListKind) -> None:
+        """Tell clients that what ``kind`` lists changed, without changing it here: for
+        tools, resources or prompts whose descriptions depend on outside state."""
+        if kind not in ("tools", "resources", "resourceTemplates", "prompts"):
+            raise ConfigurationError(
+                f"kind must be tools, resources, resourceTemplates or prompts, not {kind!r}"
+            )
+        self._changed(kind)
+
     def _resource_call(self, info: FunctionInfo, mime_type: str | None, blocking: bool) -> Call:
         """A caller taking (uri, variables) as ``arguments``."""
 

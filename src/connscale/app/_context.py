@@ -22,7 +22,8 @@ import msgspec
 
 from connscale.app._content import Message
 from connscale.app._schema import decode_hook, is_pydantic_model_type, schema_of
-from connscale.core.protocol.surface import LOG_LEVELS, CallContext, ClientInfo
+from connscale.core.protocol.surface import LOG_LEVELS, LOG_OFF, CallContext, ClientInfo
+from connscale.core.protocol.versions import is_stateless
 from connscale.errors import (
     ClientCapabilityError,
     ClientRequestError,
@@ -335,7 +336,7 @@ class Context:
                 f"unknown log level {level!r}; use one of {', '.join(LOG_LEVELS)}"
             )
         wanted = self._call.log_level
-        if wanted is not None and rank < _LEVEL_RANK.get(wanted, 0):
+        if wanted == LOG_OFF or (wanted is not None and rank < _LEVEL_RANK.get(wanted, 0)):
             return
         params: dict[str, Any] = {"level": level, "data": message}
         if logger is not None:
@@ -361,8 +362,17 @@ class Context:
     # -- server-to-client requests ----------------------------------------------------------
 
     def _declared(self, capability: str, purpose: str) -> Mapping[str, Any]:
-        capabilities = self._call.client.capabilities or {}
+        client = self._call.client
+        capabilities = client.capabilities or {}
         declared = capabilities.get(capability)
+        if not isinstance(declared, Mapping) and is_stateless(client.protocol_version):
+            # 2026-07-28: the request says what this client can do; asking for more is the
+            # request's error (-32021), which the client can answer by declaring it.
+            raise ProtocolError(
+                f"this request needs the client's {capability!r} capability {purpose}",
+                -32021,
+                {"requiredCapabilities": {capability: {}}},
+            )
         if not isinstance(declared, Mapping):
             raise ClientCapabilityError(
                 f"the client did not declare the {capability!r} capability, so it cannot be "
@@ -371,12 +381,18 @@ class Context:
         return declared
 
     async def _request(
-        self, method: str, params: Mapping[str, Any] | None, timeout: float | None
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        timeout: float | None,
+        key: str | None = None,
     ) -> Any:
         limit = self._host.request_timeout if timeout is None else timeout
         try:
-            return await self._call.request(method, params, timeout=limit)
+            return await self._call.request(method, params, timeout=limit, key=key)
         except ProtocolError as exc:
+            if is_stateless(self._call.client.protocol_version):
+                raise  # an invalid answer in inputResponses: the request's own error
             raise ClientRequestError(
                 f"the client answered {method} with error {exc.code}: {exc}", exc.code, exc.data
             ) from exc
@@ -395,10 +411,12 @@ class Context:
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        key: str | None = None,
     ) -> SampleResult:
         """Ask the client's model for a message (``sampling/createMessage``).
 
-        A str is one user message. ``timeout`` (seconds) defaults to the App's.
+        A str is one user message. ``timeout`` (seconds) defaults to the App's. ``key`` names
+        the question in a 2026-07-28 ``input_required`` round (default: by its position).
         """
         declared = self._declared("sampling", "to sample a model")
         if tools is not None and not isinstance(declared.get("tools"), Mapping):
@@ -409,7 +427,7 @@ class Context:
             "messages": _sampling_messages(messages),
             "maxTokens": max_tokens,
         }
-        for key, value in (
+        for name, value in (
             ("systemPrompt", system_prompt),
             ("temperature", temperature),
             ("stopSequences", list(stop_sequences) if stop_sequences is not None else None),
@@ -420,20 +438,26 @@ class Context:
             ("toolChoice", tool_choice),
         ):
             if value is not None:
-                params[key] = value
-        answer = await self._request("sampling/createMessage", params, timeout)
+                params[name] = value
+        answer = await self._request("sampling/createMessage", params, timeout, key)
         try:
             return msgspec.convert(answer, SampleResult)
         except msgspec.ValidationError as exc:
             raise ClientResponseError(f"the client's sampling result is malformed: {exc}") from None
 
     async def elicit(
-        self, message: str, schema: type[T], *, timeout: float | None = None
+        self,
+        message: str,
+        schema: type[T],
+        *,
+        timeout: float | None = None,
+        key: str | None = None,
     ) -> ElicitResult[T]:
         """Ask the user to fill in a form (``elicitation/create``, form mode).
 
         ``schema`` is a Struct, dataclass, TypedDict or pydantic model of primitive fields
-        (see ``elicitation_schema``); on accept, ``data`` is an instance of it.
+        (see ``elicitation_schema``); on accept, ``data`` is an instance of it. ``key`` names
+        the question in a 2026-07-28 ``input_required`` round (default: by its position).
         """
         declared = self._declared("elicitation", "to fill in a form")
         if declared and "form" not in declared:
@@ -442,7 +466,7 @@ class Context:
             )
         requested = elicitation_schema(schema)
         params = {"mode": "form", "message": message, "requestedSchema": requested}
-        raw = await self._request("elicitation/create", params, timeout)
+        raw = await self._request("elicitation/create", params, timeout, key)
         try:
             answer = msgspec.convert(raw, _ElicitAnswer)
         except msgspec.ValidationError as exc:
@@ -461,10 +485,12 @@ class Context:
             ) from None
         return ElicitResult("accept", data, answer.content)
 
-    async def list_roots(self, *, timeout: float | None = None) -> list[Root]:
+    async def list_roots(
+        self, *, timeout: float | None = None, key: str | None = None
+    ) -> list[Root]:
         """The client's roots (``roots/list``)."""
         self._declared("roots", "for its roots")
-        raw = await self._request("roots/list", None, timeout)
+        raw = await self._request("roots/list", None, timeout, key)
         try:
             return msgspec.convert(raw, _RootsAnswer).roots
         except msgspec.ValidationError as exc:

@@ -34,11 +34,25 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from connscale.core.protocol.framing import TOO_LARGE, LineReader, frame_end
-from connscale.core.protocol.http import McpHttp, OpenStream
-from connscale.core.protocol.httpwire import HttpError, HttpReader, ReaderPool
-from connscale.core.protocol.jsonrpc import INVALID_REQUEST, ClientResponse, encode_error
+from connscale.core.protocol.http import McpHttp, OpenListen, OpenStream, sse_event
+from connscale.core.protocol.httpwire import CHUNK_END, HttpError, HttpReader, ReaderPool, chunk
+from connscale.core.protocol.jsonrpc import (
+    INVALID_REQUEST,
+    ClientResponse,
+    RequestId,
+    encode_error,
+    encode_notification,
+)
 from connscale.core.protocol.limits import ServerLimits
-from connscale.core.protocol.mcp import Call, CallRunner, Cancel, McpProtocol, SessionKey
+from connscale.core.protocol.mcp import (
+    Call,
+    CallRunner,
+    Cancel,
+    Listen,
+    McpProtocol,
+    SessionKey,
+)
+from connscale.core.protocol.stateless import subscription_meta
 from connscale.core.timers import TimerWheel, timer_resolution
 from connscale.errors import TableFullError
 
@@ -55,6 +69,7 @@ FREE: Final = 0
 LINE: Final = 1  # newline-delimited JSON-RPC: TCP or stdio, one session per connection
 HTTP: Final = 2  # HTTP/1.1, between or inside requests
 STREAM: Final = 3  # an open server-sent event stream that holds a session slot
+LISTEN: Final = 4  # a 2026-07-28 subscriptions/listen event stream (no session)
 
 # State bits, one byte each.
 _PAUSED: Final = 1  # output above the high water mark: reading stopped
@@ -172,8 +187,20 @@ class ConnectionCore:
         # A column, not a dict: a dict entry and its two int objects cost ~130 B a session.
         self._connection_of = array("i", [-1]) * protocol.table.capacity
         self._streams = 0
+        # subscriptions/listen streams (2026-07-28), in columns: what each asked for and its
+        # id (an integer id here; other ids, and watched resources, in small dicts).
+        self._listen_flags = bytearray(capacity)
+        self._listen_id = array("q", [0]) * capacity
+        self._listen_other_ids: dict[int, RequestId] = {}
+        self._listen_uris: dict[str, set[int]] = {}
+        self._listens = 0
+        # Listens on newline connections (stdio, TCP): few, so a dict of lists.
+        self._line_listens: dict[int, list[Listen]] = {}
+        # HTTP calls in flight, so that a connection that goes away cancels its call.
+        self._http_calls: dict[int, Call] = {}
         protocol.broadcast = self._broadcast
         protocol.deliver = self._deliver
+        protocol.announce = self._announce
         if http is not None:
             http.bind(self)
 
@@ -261,14 +288,20 @@ class ConnectionCore:
         self._http_readers.pop(connection, None)  # a reader mid-request is not reused
         self._backlog.discard(connection)
         protocol = self.protocol
+        call = self._http_calls.pop(connection, None)
+        if call is not None:  # the client gave up on its request: stop working on it
+            self.runner.cancel(call.key, call.request_id)
         if kind == LINE:
             key = protocol.session_key(slot)
+            self._line_listens.pop(connection, None)
             self.runner.session_closed(key)
             protocol.close_session(slot)
         elif kind == STREAM:
             self._streams -= 1
             assert self.http is not None
             self.http.stream_closed(slot)
+        elif kind == LISTEN:
+            self._forget_listen(connection)
 
     def tick(self, now: float) -> float | None:
         """Expire due timers; returns when to be called next (None: nothing pending)."""
@@ -301,8 +334,16 @@ class ConnectionCore:
             self._schedule_backlog()
 
     def close_gracefully(self) -> None:
-        """Drain: every connection closes once the answers it is owed are sent."""
+        """Drain: every connection closes once the answers it is owed are sent; a listen
+        stream gets its listen request's answer first, as the specification asks."""
         for connection in self.open_connections():
+            if self._kind[connection] == LISTEN:
+                result = self.protocol.listen_result(self._listen_id_of(connection))
+                self._write(connection, chunk(sse_event(result)) + CHUNK_END)
+            for listen in self._line_listens.pop(connection, ()):
+                self._write(connection, self.protocol.listen_result(listen.request_id) + b"\n")
+            if self._kind[connection] == FREE:
+                continue
             self._state[connection] |= _CLOSING
             self._finish_if_done(connection)
 
@@ -333,11 +374,11 @@ class ConnectionCore:
 
     def statistics(self) -> CoreStatistics:
         return CoreStatistics(
-            self.connections, len(self.protocol.table), self._streams, self.accepted
+            self.connections, len(self.protocol.table), self._streams + self._listens, self.accepted
         )
 
     def kind_of(self, connection: int) -> int:
-        """0 (free), 1 (newline JSON), 2 (HTTP) or 3 (event stream)."""
+        """0 free, 1 newline JSON, 2 HTTP, 3 event stream, 4 listen stream."""
         return self._kind[connection]
 
     def is_open(self, connection: int, generation: int) -> bool:
@@ -485,7 +526,11 @@ class ConnectionCore:
             outcome.generation = self._generation[connection]
             self.runner.start(outcome)
         elif isinstance(outcome, Cancel):
-            self.runner.cancel(protocol.session_key(outcome.slot), outcome.request_id)
+            if not self._end_line_listen(connection, outcome.request_id):
+                self.runner.cancel(protocol.session_key(outcome.slot), outcome.request_id)
+        elif isinstance(outcome, Listen):
+            self._line_listens.setdefault(connection, []).append(outcome)
+            self._write(connection, outcome.acknowledgement + b"\n")
         elif isinstance(outcome, ClientResponse):
             self.runner.answered(protocol.session_key(self._slot[connection]), outcome)
 
@@ -593,6 +638,9 @@ class ConnectionCore:
                 if isinstance(outcome, OpenStream):
                     self._open_stream(connection, outcome)
                     return
+                if isinstance(outcome, OpenListen):
+                    self._open_listen(connection, outcome)
+                    return
                 if outcome is not None:  # else a call runs (or already answered, if sync)
                     self._http_answered(connection, outcome, request.keep_alive)
                     if not self.is_open(connection, generation):
@@ -614,8 +662,13 @@ class ConnectionCore:
     def generation_of(self, connection: int) -> int:
         return self._generation[connection]
 
+    def track_call(self, connection: int, call: Call) -> None:
+        """An HTTP call is running for ``connection``: it is cancelled if the client leaves."""
+        self._http_calls[connection] = call
+
     def http_answer(self, connection: int, response: bytes, keep_alive: bool) -> None:
         """An HTTP call's response is ready (from ``McpHttp.finish_call``)."""
+        self._http_calls.pop(connection, None)
         generation = self._generation[connection]
         self._http_answered(connection, response, keep_alive)
         if not self.is_open(connection, generation) or self._kind[connection] != HTTP:
@@ -665,6 +718,74 @@ class ConnectionCore:
         if self._stamp is not None:
             self._stamp[connection] = self._timers.now
         self._write(connection, stream.head)
+
+    def _open_listen(self, connection: int, opened: OpenListen) -> None:
+        """The connection becomes a subscriptions/listen stream (2026-07-28)."""
+        self._state[connection] &= ~_BUSY
+        reader = self._http_readers.pop(connection, None)
+        if reader is not None and reader.idle:
+            self._reader_pool.release(reader)
+        listen = opened.listen
+        self._kind[connection] = LISTEN
+        self._slot[connection] = _ANSWERED
+        self._listen_flags[connection] = listen.flags
+        request_id = listen.request_id
+        if isinstance(request_id, int) and -(1 << 63) <= request_id < (1 << 63):
+            self._listen_id[connection] = request_id
+        else:
+            self._listen_other_ids[connection] = request_id
+        for uri in listen.uris:
+            self._listen_uris.setdefault(uri, set()).add(connection)
+        self._listens += 1
+        if self._stamp is not None:
+            self._stamp[connection] = self._timers.now
+        self._write(connection, opened.head)
+
+    def _listen_id_of(self, connection: int) -> RequestId:
+        other = self._listen_other_ids.get(connection)
+        return other if other is not None else self._listen_id[connection]
+
+    def _forget_listen(self, connection: int) -> None:
+        self._listens -= 1
+        self._listen_flags[connection] = 0
+        self._listen_other_ids.pop(connection, None)
+        for uri, listeners in list(self._listen_uris.items()):
+            listeners.discard(connection)
+            if not listeners:
+                del self._listen_uris[uri]
+
+    def _end_line_listen(self, connection: int, request_id: RequestId) -> bool:
+        """``notifications/cancelled`` for a listen on a newline connection ends it."""
+        listens = self._line_listens.get(connection)
+        if not listens:
+            return False
+        for listen in listens:
+            if listen.request_id == request_id:
+                listens.remove(listen)
+                return True
+        return False
+
+    def _announce(self, flag: int, method: str, uri: str | None) -> None:
+        """A change for the listen streams that asked for it, tagged with each one's id."""
+        if uri is None:
+            targets = [c for c in self.open_connections() if self._listen_flags[c] & flag]
+        else:
+            targets = sorted(self._listen_uris.get(uri, ()))
+        for connection in targets:
+            if self._kind[connection] != LISTEN:
+                continue
+            params: dict[str, object] = {"_meta": subscription_meta(self._listen_id_of(connection))}
+            if uri is not None:
+                params["uri"] = uri
+            self._write(connection, chunk(sse_event(encode_notification(method, params))))
+        for connection, listens in list(self._line_listens.items()):
+            for listen in listens:
+                wanted = uri in listen.uris if uri is not None else listen.flags & flag
+                if wanted and self._kind[connection] == LINE:
+                    params = {"_meta": subscription_meta(listen.request_id)}
+                    if uri is not None:
+                        params["uri"] = uri
+                    self._write(connection, encode_notification(method, params) + b"\n")
 
     def stream_connection(self, slot: int) -> int | None:
         """The connection of the open event stream holding ``slot``."""

@@ -21,6 +21,7 @@ import msgspec
 
 from connscale.core.protocol.jsonrpc import INTERNAL_ERROR, ClientResponse, encode_request
 from connscale.core.protocol.mcp import Call, SessionKey
+from connscale.core.protocol.stateless import InputRequired
 from connscale.core.protocol.surface import Surface
 from connscale.errors import ClientUnreachableError, ProtocolError
 
@@ -45,7 +46,6 @@ class CallRunner:
         self._running: dict[tuple[SessionKey, int | str], tuple[Call, asyncio.Task[None]]] = {}
         self._waiting: dict[int, tuple[SessionKey, asyncio.Future[Any]]] = {}
         self._ids = itertools.count(1)
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def in_flight(self) -> int:
@@ -69,10 +69,7 @@ class CallRunner:
         if not inspect.isawaitable(outcome):
             channel.finish_call(call, protocol.complete(call, outcome))
             return
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        task = loop.create_task(self._finish(call, outcome))
+        task = asyncio.get_running_loop().create_task(self._finish(call, outcome))
         self._running[call.key, call.request_id] = (call, task)
 
     def _invoke(self, call: Call) -> Any:
@@ -92,6 +89,13 @@ class CallRunner:
         assert channel is not None
         try:
             result = await awaitable
+        except InputRequired:
+            # 2026-07-28: the function asked the client something. Questions asked together
+            # (asyncio.gather) raise one after another within a turn of the loop: let them all
+            # be asked before answering with the whole round.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            reply = protocol.input_required(call)
         except asyncio.CancelledError:
             call.cancelled = True
             reply = None
@@ -136,6 +140,7 @@ class CallRunner:
     def request(
         self, call: Call, method: str, params: Mapping[str, Any] | None, timeout: float | None
     ) -> Awaitable[Any]:
+        """A server-to-client request (handshake era; the stateless era never gets here)."""
         return self._request(call, method, params, timeout)
 
     async def _request(

@@ -45,11 +45,13 @@ from connscale.core.protocol.jsonrpc import (
     PARSE_ERROR,
     ClientResponse,
     Invalid,
+    Notification,
     Request,
     decode_message,
     encode_error,
 )
-from connscale.core.protocol.mcp import Call, Cancel, McpProtocol
+from connscale.core.protocol.mcp import Call, Cancel, Listen, McpProtocol
+from connscale.core.protocol.stateless import STATUS_OF
 from connscale.core.protocol.tokens import RevocationTable, SessionSealer
 from connscale.core.protocol.versions import HANDSHAKE_VERSIONS
 from connscale.errors import ConfigurationError, CorruptStateError, SessionError
@@ -57,7 +59,15 @@ from connscale.errors import ConfigurationError, CorruptStateError, SessionError
 if TYPE_CHECKING:
     from connscale.core.connection import ConnectionCore
 
-__all__ = ["LOOPBACK_HOSTS", "HttpCall", "McpHttp", "OpenStream", "sse_event"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "HttpCall",
+    "McpHttp",
+    "OpenListen",
+    "OpenStream",
+    "reply_status",
+    "sse_event",
+]
 
 _JSON: Final = b"application/json"
 _SSE: Final = b"text/event-stream"
@@ -84,13 +94,36 @@ class OpenStream(NamedTuple):
     head: bytes
 
 
-class HttpCall(NamedTuple):
-    """How to answer a POSTed call: its session token and what the client accepts."""
+class OpenListen(NamedTuple):
+    """A 2026-07-28 ``subscriptions/listen`` stream: write ``head``, then keep it open."""
 
-    token: bytes
+    listen: Listen
+    head: bytes
+
+
+class HttpCall(NamedTuple):
+    """How to answer a POSTed call: its session token (None in the stateless era) and what
+    the client accepts."""
+
+    token: bytes | None
     accepts_stream: bool
     keep_alive: bool
     stream_only: bool  # the server answers every call as an event stream (--sse-responses)
+    modern: bool = False  # 2026-07-28: error statuses by code, no session header
+
+
+def reply_status(reply: bytes) -> int:
+    """The HTTP status of a 2026-07-28 reply: by its error code (400, 404), else 200."""
+    marker = reply.find(b',"error":{"code":')
+    if marker < 0:
+        return 200
+    start = marker + 17
+    end = reply.find(b",", start)
+    try:
+        code = int(reply[start : end if end > 0 else None].rstrip(b"}"))
+    except ValueError:
+        return 400
+    return STATUS_OF.get(code, 200)
 
 
 def _accepts(accept: bytes | None, media_type: bytes) -> bool:
@@ -160,7 +193,9 @@ class McpHttp:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def handle(self, connection: int, request: HttpRequest) -> bytes | OpenStream | None:
+    def handle(
+        self, connection: int, request: HttpRequest
+    ) -> bytes | OpenStream | OpenListen | None:
         """The response to ``request``, a stream to open, or None while a call runs."""
         headers = request.headers
         if request.path != self._path:
@@ -182,8 +217,9 @@ class McpHttp:
                 extra=((b"www-authenticate", b'Bearer realm="mcp"'),),
             )
         version = headers.get(b"mcp-protocol-version")
-        if version is not None and version not in _SUPPORTED_VERSIONS:
-            return self._error(request, 400, "bad request: unsupported MCP-Protocol-Version")
+        if version is not None and version.strip() not in _SUPPORTED_VERSIONS:
+            # Not a handshake revision: the stateless era (which refuses what it cannot serve).
+            return self._modern(connection, request)
         method = request.method
         if method == b"POST":
             return self._post(connection, request)
@@ -241,7 +277,7 @@ class McpHttp:
         except SessionError:
             return self._error(request, 503, "server full: try again later")
 
-    def _post(self, connection: int, request: HttpRequest) -> bytes | None:
+    def _post(self, connection: int, request: HttpRequest) -> bytes | OpenListen | None:
         headers = request.headers
         content_type = headers.get(b"content-type") or b""
         if content_type.split(b";", 1)[0].strip().lower() != _JSON:
@@ -263,6 +299,13 @@ class McpHttp:
             return response(400, _JSON, body, close=not request.keep_alive)
         if isinstance(message, Request) and message.method == "initialize":
             return self._initialize(request, message)
+        if (
+            isinstance(message, Request)
+            and b"mcp-session-id" not in request.headers
+            and protocol.is_modern(message)
+        ):
+            # The stateless era without its headers: it is refused as that era refuses it.
+            return self._modern(connection, request)
         found = self._session(request)
         if isinstance(found, bytes):
             return found
@@ -284,6 +327,7 @@ class McpHttp:
             outcome.runner = core.runner
             outcome.connection = connection
             outcome.generation = core.generation_of(connection)
+            core.track_call(connection, outcome)
             core.runner.start(outcome)
             return None  # answered from finish_call (perhaps already, for a sync call)
         if transient:
@@ -292,9 +336,62 @@ class McpHttp:
             self.core.runner.cancel(key, outcome.request_id)
         elif isinstance(outcome, ClientResponse):
             self.core.runner.answered(key, outcome)
-        if outcome is None or isinstance(outcome, Cancel | ClientResponse):
+        if outcome is None or isinstance(outcome, Cancel | ClientResponse | Listen):
             return response(202, None, b"", close=not request.keep_alive)
         return self._reply(request, outcome, token, self._stream_responses and accepts_stream)
+
+    def _modern(self, connection: int, request: HttpRequest) -> bytes | OpenListen | None:
+        """A 2026-07-28 request: one POST per request, no session, headers match the body."""
+        close = not request.keep_alive
+        if request.method != b"POST":
+            return response(405, None, b"", ((b"allow", b"POST"),), close=close)
+        headers = request.headers
+        content_type = headers.get(b"content-type") or b""
+        if content_type.split(b";", 1)[0].strip().lower() != _JSON:
+            return self._error(request, 415, "unsupported media type: send application/json")
+        accept = headers.get(b"accept")
+        accepts_stream = _accepts(accept, _SSE)
+        if not _accepts(accept, _JSON):
+            return self._error(request, 406, "not acceptable: accept application/json")
+        protocol = self.protocol
+        limits = protocol.limits
+        message = decode_message(
+            request.body,
+            max_json_depth=limits.max_json_depth,
+            max_id_length=limits.max_id_length,
+            max_json_items=limits.max_json_items,
+        )
+        if isinstance(message, Invalid):
+            body = encode_error(message.id, message.code, message.message)
+            return response(400, _JSON, body, close=close)
+        if isinstance(message, Notification):
+            return response(202, None, b"", close=close)  # nothing a server must act on here
+        if not isinstance(message, Request):
+            body = encode_error(
+                None,
+                INVALID_REQUEST,
+                "Body must be a single JSON-RPC request or notification object",
+            )
+            return response(400, _JSON, body, close=close)
+        outcome = protocol.handle_stateless(-1, message, headers)
+        if isinstance(outcome, Listen):
+            if not accepts_stream:
+                return self._error(request, 406, "not acceptable: a listen needs text/event-stream")
+            head = response_head(200, _STREAM_HEADERS)
+            return OpenListen(outcome, head + chunk(sse_event(outcome.acknowledgement)))
+        if isinstance(outcome, Call):
+            stream_only = self._stream_responses and accepts_stream
+            outcome.http = HttpCall(None, accepts_stream, request.keep_alive, stream_only, True)
+            outcome.key = b"\x00" + connection.to_bytes(4, "big")  # cancelled with the stream
+            core = self.core
+            outcome.channel = core
+            outcome.runner = core.runner
+            outcome.connection = connection
+            outcome.generation = core.generation_of(connection)
+            core.track_call(connection, outcome)
+            core.runner.start(outcome)
+            return None
+        return response(reply_status(outcome), _JSON, outcome, close=close)
 
     def _initialize(self, request: HttpRequest, message: Request) -> bytes:
         protocol = self.protocol
@@ -360,23 +457,26 @@ class McpHttp:
             last = b"" if reply is None else chunk(sse_event(reply))
             self.core.http_answer(connection, last + CHUNK_END, state.keep_alive)
             return
+        head: tuple[tuple[bytes, bytes], ...] = (
+            () if state.token is None else ((b"mcp-session-id", state.token),)
+        )
         if reply is None:
             # Cancelled before it said anything: MCP sends no response to a cancelled request,
             # so the POST gets an event stream that ends empty (or, without one, a bare 202).
             if state.accepts_stream:
-                empty = response_head(200, (*_STREAM_HEADERS, (b"mcp-session-id", state.token)))
+                empty = response_head(200, (*_STREAM_HEADERS, *head))
                 self.core.http_answer(connection, empty + CHUNK_END, state.keep_alive)
             else:
                 self.core.http_answer(connection, response(202, None, b""), state.keep_alive)
             return
-        head = ((b"mcp-session-id", state.token),)
         if state.stream_only:
             body = response_head(200, (*_STREAM_HEADERS, *head)) + chunk(sse_event(reply))
             self.core.http_answer(connection, body + CHUNK_END, state.keep_alive)
             return
+        status = reply_status(reply) if state.modern else 200
         self.core.http_answer(
             connection,
-            response(200, _JSON, reply, head, close=not state.keep_alive),
+            response(status, _JSON, reply, head, close=not state.keep_alive),
             state.keep_alive,
         )
 
@@ -386,9 +486,10 @@ class McpHttp:
         assert state is not None
         if not call.stream:
             if not state.accepts_stream:
-                return self.notify_session(call, message)
+                return False if state.modern else self.notify_session(call, message)
             call.stream = 1
-            head = response_head(200, (*_STREAM_HEADERS, (b"mcp-session-id", state.token)))
+            session = () if state.token is None else ((b"mcp-session-id", state.token),)
+            head = response_head(200, (*_STREAM_HEADERS, *session))
             return self.core.http_write(connection, head + chunk(sse_event(message)))
         return self.core.http_write(connection, chunk(sse_event(message)))
 

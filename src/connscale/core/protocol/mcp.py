@@ -30,6 +30,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, NamedTuple, Protocol
 
@@ -52,6 +53,23 @@ from connscale.core.protocol.jsonrpc import (
     encode_result_raw,
 )
 from connscale.core.protocol.limits import ServerLimits
+from connscale.core.protocol.stateless import (
+    CACHEABLE,
+    HEADER_MISMATCH,
+    META_CAPABILITIES,
+    META_SERVER,
+    META_VERSION,
+    Envelope,
+    HeaderRule,
+    InputRequired,
+    StatelessError,
+    check_version,
+    header_problem,
+    header_rules,
+    read_envelope,
+    request_binding,
+    subscription_meta,
+)
 from connscale.core.protocol.surface import (
     LIST_KINDS,
     LOG_LEVELS,
@@ -59,17 +77,26 @@ from connscale.core.protocol.surface import (
     ListKind,
     Surface,
 )
-from connscale.core.protocol.versions import HANDSHAKE_VERSIONS, LATEST_HANDSHAKE_VERSION
+from connscale.core.protocol.tokens import SessionSealer
+from connscale.core.protocol.versions import (
+    HANDSHAKE_VERSIONS,
+    LATEST_HANDSHAKE_VERSION,
+    STATELESS_VERSIONS,
+)
 from connscale.core.session import Phase, SessionTable, Transport, intern_capabilities
-from connscale.errors import ConfigurationError, SessionError
+from connscale.errors import ConfigurationError, ProtocolError, SessionError
 
 __all__ = [
     "HANDSHAKE_PROTOCOL_VERSIONS",
     "LATEST_PROTOCOL_VERSION",
+    "LISTEN_PROMPTS",
+    "LISTEN_RESOURCES",
+    "LISTEN_TOOLS",
     "Call",
     "CallChannel",
     "CallRunner",
     "Cancel",
+    "Listen",
     "McpProtocol",
     "Outcome",
     "SessionKey",
@@ -80,6 +107,7 @@ HANDSHAKE_PROTOCOL_VERSIONS: Final = HANDSHAKE_VERSIONS
 LATEST_PROTOCOL_VERSION: Final = LATEST_HANDSHAKE_VERSION
 
 _EMPTY_RESULT: Final = b"{}"
+RESOURCE_NOT_FOUND: Final = -32002
 _ECHO_CHARS: Final = 64  # longest piece of client input quoted back in an error message
 _encoder: Final = msgspec.json.Encoder()
 
@@ -105,6 +133,44 @@ _LIST_CHANGED: Final[dict[ListKind, str]] = {
     "resourceTemplates": "notifications/resources/list_changed",
     "prompts": "notifications/prompts/list_changed",
 }
+#: What a ``subscriptions/listen`` filter can ask for, as bits.
+LISTEN_TOOLS: Final = 1
+LISTEN_PROMPTS: Final = 2
+LISTEN_RESOURCES: Final = 4
+_LISTEN_FLAGS: Final = {
+    "toolsListChanged": LISTEN_TOOLS,
+    "promptsListChanged": LISTEN_PROMPTS,
+    "resourcesListChanged": LISTEN_RESOURCES,
+}
+_LISTEN_FLAG_OF_KIND: Final[dict[ListKind, int]] = {
+    "tools": LISTEN_TOOLS,
+    "prompts": LISTEN_PROMPTS,
+    "resources": LISTEN_RESOURCES,
+    "resourceTemplates": LISTEN_RESOURCES,
+}
+#: Methods of the 2026-07-28 revision (others, old ones included, are -32601 there).
+_MODERN_METHODS: Final = frozenset(
+    {
+        "server/discover",
+        "tools/list",
+        "tools/call",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "prompts/list",
+        "prompts/get",
+        "completion/complete",
+        "subscriptions/listen",
+    }
+)
+#: Seconds a ``requestState`` stays valid, and the most bytes of answers it may carry.
+REQUEST_STATE_MAX_AGE: Final = 600.0
+REQUEST_STATE_MAX_BYTES: Final = 64 << 10
+_INPUT_METHODS: Final = {
+    "elicitation/create": "elicitation",
+    "sampling/createMessage": "sampling",
+    "roots/list": "roots",
+}
 #: How many descriptors one list page carries.
 DEFAULT_PAGE_SIZE: Final = 100
 #: HTTP sessions whose log level or subscriptions this worker remembers (oldest dropped).
@@ -116,6 +182,19 @@ class Cancel(NamedTuple):
 
     slot: int
     request_id: RequestId
+
+
+class Listen(NamedTuple):
+    """``subscriptions/listen`` (2026-07-28): keep a stream open for change notifications.
+
+    ``flags`` are ``LISTEN_*`` bits, ``uris`` the resources watched; ``acknowledgement`` is
+    the first message to send (``notifications/subscriptions/acknowledged``).
+    """
+
+    request_id: RequestId
+    flags: int
+    uris: tuple[str, ...]
+    acknowledgement: bytes
 
 
 class CallChannel(Protocol):
@@ -170,6 +249,7 @@ class Call:
         "channel",
         "connection",
         "context_arguments",
+        "envelope",
         "generation",
         "http",
         "key",
@@ -213,15 +293,21 @@ class Call:
         self.transient = False  # HTTP: the slot was loaded for this request only
         self.stream = 0  # HTTP: 0 no response yet, 1 answering as an event stream
         self.http: Any = None  # HTTP: how to answer (an ``http.HttpCall``)
+        #: 2026-07-28: what the request said about its client, and the answers it brought.
+        self.envelope: Envelope | None = None
 
     # -- CallContext ---------------------------------------------------------------------------
 
     @property
     def client(self) -> ClientInfo:
+        if self.envelope is not None:
+            return self.envelope.client
         return self.protocol.client_info(self.slot)
 
     @property
     def log_level(self) -> str | None:
+        if self.envelope is not None:
+            return self.envelope.log_level
         return self.protocol.log_level(self.key)
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
@@ -229,27 +315,71 @@ class Call:
             self.channel.notify_call(self, encode_notification(method, params))
 
     def request(
-        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        key: str | None = None,
     ) -> Awaitable[Any]:
+        if self.envelope is not None:
+            return self._input(self.envelope, method, params, key)
         if self.runner is None:
             raise SessionError("this call cannot send requests to its client")
         return self.runner.request(self, method, params, timeout)
+
+    async def _input(
+        self, envelope: Envelope, method: str, params: Mapping[str, Any] | None, key: str | None
+    ) -> Any:
+        """2026-07-28: the answer the client brought back, or ``InputRequired``."""
+        envelope.count += 1
+        if key is None:
+            key = f"{method.split('/', 1)[0]}-{envelope.count}"
+        if key in envelope.responses:
+            answer = envelope.responses[key]
+            if not _valid_answer(method, answer):
+                raise ProtocolError(
+                    f"inputResponses[{key[:64]!r}] is not a valid answer to {method}",
+                    INVALID_PARAMS,
+                )
+            return answer
+        request: dict[str, Any] = {"method": method}
+        if params is not None:
+            request["params"] = dict(params)
+        elif method == "roots/list":
+            request["params"] = {}
+        envelope.asked[key] = request
+        raise InputRequired
 
     def __repr__(self) -> str:
         return f"Call({self.method} {self.target!r}, id={self.request_id!r})"
 
 
-#: What handling one message gives: reply bytes, a call to run, a cancel, a client's
-#: answer to a server-to-client request, or nothing.
-Outcome = bytes | Call | Cancel | ClientResponse | None
+def _valid_answer(method: str, answer: object) -> bool:
+    """The shape of an answer in ``inputResponses``, by the method it answers."""
+    if not isinstance(answer, dict):
+        return False
+    if method == "elicitation/create":
+        return answer.get("action") in ("accept", "decline", "cancel")
+    if method == "sampling/createMessage":
+        return isinstance(answer.get("role"), str) and "content" in answer
+    return isinstance(answer.get("roots"), list)
+
+
+#: What handling one message gives: reply bytes, a call to run, a cancel, a listen, a
+#: client's answer to a server-to-client request, or nothing.
+Outcome = bytes | Call | Cancel | Listen | ClientResponse | None
 
 
 class McpProtocol:
     """MCP for all sessions of a ``SessionTable``: messages in, reply bytes or ``Call``s out.
 
     Replies carry no framing: the transport adds a newline or an HTTP body around them.
-    ``key`` signs list cursors (give every worker the same key so any of them can continue
-    a listing another began).
+    ``key`` signs list cursors and seals ``requestState`` (give every worker the same key so
+    any of them can continue what another began). Both eras are served: a session that
+    sent ``initialize`` gets the handshake era; a request carrying the 2026-07-28 ``_meta``
+    envelope (or ``server/discover``) is served statelessly. ``cache_ttl_ms`` and
+    ``cache_scope`` are the caching hints of the stateless era's cacheable results.
     """
 
     def __init__(
@@ -261,16 +391,32 @@ class McpProtocol:
         transport: Transport = Transport.TCP,
         key: bytes | None = None,
         page_size: int = DEFAULT_PAGE_SIZE,
+        cache_ttl_ms: int = 0,
+        cache_scope: str = "private",
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if page_size < 1:
             raise ConfigurationError("page_size must be >= 1")
+        if cache_ttl_ms < 0 or cache_scope not in ("public", "private"):
+            raise ConfigurationError("cache_ttl_ms must be >= 0 and cache_scope public or private")
         self.surface = surface
         self._table = table
         self._limits = limits or ServerLimits()
         self._transport = transport
-        self._key = key if key is not None else secrets.token_bytes(32)
+        root = key if key is not None else secrets.token_bytes(32)
+        # One key, two uses: derive one for each so that neither can stand in for the other.
+        self._key = hmac.digest(root, b"connscale list cursors", hashlib.sha256)
+        state_key = hmac.digest(root, b"connscale request state", hashlib.sha256)
+        self._state_sealer = SessionSealer(
+            state_key, max_age=REQUEST_STATE_MAX_AGE, clock=clock or time.time
+        )
+        self._cache_hints = {"ttlMs": cache_ttl_ms, "cacheScope": cache_scope}
         self._page_size = page_size
         self._pages: dict[ListKind, list[bytes]] = {}
+        self._modern_pages: dict[ListKind, list[bytes]] = {}
+        self._discover_result = b"{}"
+        self._server_meta: dict[str, Any] = {}
+        self._header_rules: dict[str, tuple[HeaderRule, ...]] | None = None
         self._initialize_results: dict[str, bytes] = {}
         self._capabilities: Mapping[str, Any] = {}
         self._log_levels: dict[SessionKey, int] = {}
@@ -281,6 +427,9 @@ class McpProtocol:
         #: ``deliver(keys, message)`` to the sessions in ``keys``.
         self.broadcast: Callable[[bytes], None] = lambda message: None
         self.deliver: Callable[[set[SessionKey], bytes], None] = lambda keys, message: None
+        #: Told of changes for 2026-07-28 ``subscriptions/listen`` streams: a ``LISTEN_*``
+        #: flag and a notification method, or ``(LISTEN_RESOURCES, uri)`` for an update.
+        self.announce: Callable[[int, str, str | None], None] = lambda flag, method, uri: None
         self._refresh_capabilities()
         surface.watch(self)
 
@@ -377,6 +526,8 @@ class McpProtocol:
     def handle_message(self, slot: int, message: Message) -> Outcome:
         """Handle one decoded message for the session in ``slot``."""
         if isinstance(message, Request):
+            if _is_modern(message):
+                return self.handle_stateless(slot, message)
             return self._handle_request(slot, message)
         if isinstance(message, Notification):
             return self._handle_notification(slot, message)
@@ -389,16 +540,211 @@ class McpProtocol:
         self._discard_pending(call)
         if isinstance(result, bytes):
             return encode_result_raw(call.request_id, result)
+        if call.envelope is not None and isinstance(result, dict):
+            result = self._modern_result(result, cacheable=call.method in CACHEABLE)
+        return encode_result(call.request_id, result)
+
+    def input_required(self, call: Call) -> bytes:
+        """2026-07-28: the call needs answers from the client; ask for them, and seal what
+        was answered so far into ``requestState`` (bound to this method, target and
+        arguments) so that the retry can run the function again with every answer."""
+        self._discard_pending(call)
+        envelope = call.envelope
+        assert envelope is not None
+        binding = request_binding(call.method, call.target, call.arguments)
+        state = msgspec.msgpack.encode([binding, envelope.responses])
+        if len(state) > REQUEST_STATE_MAX_BYTES:
+            return encode_error(
+                call.request_id, INVALID_REQUEST, "the answers gathered are too large to carry"
+            )
+        result = {
+            "resultType": "input_required",
+            "inputRequests": envelope.asked,
+            "requestState": self._state_sealer.seal(state),
+            "_meta": self._server_meta,
+        }
         return encode_result(call.request_id, result)
 
     def fail(self, call: Call, code: int, message: str, data: object = None) -> bytes:
         """A JSON-RPC error reply to a call; clears it from pending."""
         self._discard_pending(call)
+        if code == RESOURCE_NOT_FOUND and call.envelope is not None:
+            code = INVALID_PARAMS  # 2026-07-28 retired -32002: an unknown resource is -32602
         return encode_error(call.request_id, code, message, data)
 
     def _discard_pending(self, call: Call) -> None:
-        if call.slot in self._table:
+        if call.slot >= 0 and call.slot in self._table:
             self._table.discard_pending(call.slot, call.request_id)
+
+    # -- the stateless era (2026-07-28) --------------------------------------------------------
+
+    @staticmethod
+    def is_modern(request: Request) -> bool:
+        """Whether ``request`` belongs to the stateless era (it carries the envelope)."""
+        return _is_modern(request)
+
+    def handle_stateless(
+        self, slot: int, request: Request, headers: Mapping[bytes, bytes] | None = None
+    ) -> bytes | Call | Listen:
+        """A 2026-07-28 request: checked in the specification's order, then served.
+
+        ``slot`` is the connection's session slot (TCP, stdio) or -1 (HTTP: no session);
+        ``headers`` are the HTTP request's, checked against the body.
+        """
+        try:
+            return self._stateless(slot, request, headers)
+        except StatelessError as exc:
+            return encode_error(request.id, exc.code, exc.message, exc.data)
+
+    def _stateless(
+        self, slot: int, request: Request, headers: Mapping[bytes, bytes] | None
+    ) -> bytes | Call | Listen:
+        params = request.params
+        version, client, log_level = read_envelope(params)
+        assert isinstance(params, dict)
+        method = request.method
+        if headers is not None:
+            rules: tuple[HeaderRule, ...] = ()
+            if method == "tools/call":
+                rules = self._rules_of(params.get("name"))
+            problem = header_problem(headers, version, method, params, rules)
+            if problem is not None:
+                raise StatelessError(HEADER_MISMATCH, problem)
+        check_version(version)
+        if method not in _MODERN_METHODS:
+            raise StatelessError(
+                METHOD_NOT_FOUND, f"Method not found: {method[:_ECHO_CHARS]!r}", method[:64]
+            )
+        if slot >= 0 and self._table.get(slot, "protocol_version") is None:
+            # A connection that speaks the stateless era is ready: no handshake to wait for.
+            self._table.update(slot, protocol_version=version, phase=Phase.INITIALIZED)
+        capabilities = self._capabilities
+        request_id = request.id
+        if method == "server/discover":
+            return encode_result_raw(request_id, self._discover_result)
+        list_method = _LIST_METHODS.get(method)
+        if list_method is not None:
+            kind, capability = list_method
+            if capability not in capabilities:
+                raise StatelessError(METHOD_NOT_FOUND, f"Method not found: {method!r}", method)
+            return self._list(request_id, kind, params, modern=True)
+        if method == "subscriptions/listen":
+            return self._listen(request_id, params)
+        capability = _CALL_METHODS[method]
+        if capability not in capabilities:
+            raise StatelessError(METHOD_NOT_FOUND, f"Method not found: {method!r}", method)
+        outcome = self._call(slot, request, params)
+        if isinstance(outcome, Call):
+            if slot < 0:
+                outcome.slot = -1
+            responses: dict[str, Any] = {}
+            if method != "completion/complete":
+                responses = self._answers(outcome, params)
+            outcome.envelope = Envelope(version, client, log_level, responses)
+        return outcome
+
+    def _answers(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
+        """Answers a retry brings: those sealed in ``requestState`` plus ``inputResponses``."""
+        given = params.get("inputResponses", {})
+        if not isinstance(given, dict):
+            self._discard_pending(call)
+            raise StatelessError(INVALID_PARAMS, "inputResponses must be an object")
+        token = params.get("requestState")
+        if token is None:
+            return dict(given)
+        failure = StatelessError(
+            INVALID_PARAMS,
+            "Invalid or expired requestState",
+            {"reason": "invalid_request_state"},
+        )
+        sealed = self._state_sealer.unseal(token) if isinstance(token, str) else None
+        try:
+            binding, earlier = msgspec.msgpack.decode(sealed) if sealed is not None else (b"", {})
+        except (msgspec.DecodeError, ValueError, TypeError):
+            binding, earlier = b"", {}
+        if (
+            sealed is None
+            or not isinstance(earlier, dict)
+            or binding != request_binding(call.method, call.target, call.arguments)
+        ):
+            self._discard_pending(call)
+            raise failure
+        return {**earlier, **given}
+
+    def _listen(self, request_id: RequestId, params: dict[str, Any]) -> Listen:
+        wanted = params.get("notifications")
+        if not isinstance(wanted, dict):
+            raise StatelessError(
+                INVALID_PARAMS, "subscriptions/listen needs a 'notifications' object"
+            )
+        unknown = set(wanted) - {*_LISTEN_FLAGS, "resourceSubscriptions"}
+        if unknown:
+            raise StatelessError(
+                INVALID_PARAMS,
+                "unknown subscription filter key(s): " + ", ".join(sorted(unknown))[:200],
+            )
+        capabilities = self._capabilities
+        flags = 0
+        honored: dict[str, Any] = {}
+        for name, flag in _LISTEN_FLAGS.items():
+            value = wanted.get(name)
+            if value not in (None, True, False):
+                raise StatelessError(INVALID_PARAMS, f"'{name}' must be true or false")
+            capability = (
+                "tools"
+                if flag == LISTEN_TOOLS
+                else ("prompts" if flag == LISTEN_PROMPTS else "resources")
+            )
+            if value and capability in capabilities:
+                flags |= flag
+                honored[name] = True
+        uris = wanted.get("resourceSubscriptions", [])
+        if not isinstance(uris, list) or not all(isinstance(uri, str) for uri in uris):
+            raise StatelessError(
+                INVALID_PARAMS, "'resourceSubscriptions' must be a list of resource URIs"
+            )
+        if len(uris) > self._limits.max_pending_per_session:
+            raise StatelessError(INVALID_PARAMS, "too many resource subscriptions")
+        watched = tuple(dict.fromkeys(uris)) if "resources" in capabilities else ()
+        if watched:
+            honored["resourceSubscriptions"] = list(watched)
+        acknowledgement = encode_notification(
+            "notifications/subscriptions/acknowledged",
+            {"_meta": subscription_meta(request_id), "notifications": honored},
+        )
+        return Listen(request_id, flags, watched, acknowledgement)
+
+    def listen_result(self, subscription: RequestId) -> bytes:
+        """The answer that ends a listen stream the server closes (a graceful shutdown)."""
+        result = {
+            "resultType": "complete",
+            "_meta": {**self._server_meta, **subscription_meta(subscription)},
+        }
+        return encode_result(subscription, result)
+
+    def _rules_of(self, tool: object) -> tuple[HeaderRule, ...]:
+        """The tool's ``x-mcp-header`` arguments (cached until the tool list changes)."""
+        rules = self._header_rules
+        if rules is None:
+            rules = self._header_rules = {}
+            for descriptor in self.surface.listing("tools"):
+                found = header_rules(descriptor.get("inputSchema"))
+                if found:
+                    rules[str(descriptor.get("name"))] = found
+        return rules.get(tool, ()) if isinstance(tool, str) else ()
+
+    def _modern_result(self, result: dict[str, Any], *, cacheable: bool) -> dict[str, Any]:
+        """A complete 2026-07-28 result: ``resultType``, the server's info, caching hints."""
+        decorated = {**result}
+        decorated.setdefault("resultType", "complete")
+        meta = decorated.get("_meta")
+        decorated["_meta"] = (
+            {**meta, **self._server_meta} if isinstance(meta, dict) else (self._server_meta)
+        )
+        if cacheable and decorated["resultType"] == "complete":
+            decorated.setdefault("ttlMs", self._cache_hints["ttlMs"])
+            decorated.setdefault("cacheScope", self._cache_hints["cacheScope"])
+        return decorated
 
     def _handle_request(self, slot: int, request: Request) -> bytes | Call:
         method = request.method
@@ -496,19 +842,21 @@ class McpProtocol:
                     "completion/complete needs an 'argument' with string 'name' and 'value'",
                 )
         table = self._table
-        if table.pending_count(slot) >= self._limits.max_pending_per_session:
-            return encode_error(request_id, INVALID_REQUEST, "too many requests in flight")
-        if request_id in table.get(slot, "pending"):
-            return encode_error(request_id, INVALID_REQUEST, "duplicate request id in flight")
+        if slot >= 0:  # a session (or a connection) keeps its requests in flight
+            if table.pending_count(slot) >= self._limits.max_pending_per_session:
+                return encode_error(request_id, INVALID_REQUEST, "too many requests in flight")
+            if request_id in table.get(slot, "pending"):
+                return encode_error(request_id, INVALID_REQUEST, "duplicate request id in flight")
         meta = params.get("_meta")
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         if isinstance(token, bool) or not isinstance(token, int | str):
             token = None
-        table.add_pending(slot, request_id)
+        if slot >= 0:
+            table.add_pending(slot, request_id)
         call = Call(
             self,
             slot,
-            self.session_key(slot),
+            self.session_key(slot) if slot >= 0 else b"",
             request_id,
             method,
             target=target,
@@ -633,10 +981,13 @@ class McpProtocol:
 
     # -- listings ------------------------------------------------------------------------------
 
-    def _list(self, request_id: RequestId, kind: ListKind, params: dict[str, Any]) -> bytes:
-        pages = self._pages.get(kind)
+    def _list(
+        self, request_id: RequestId, kind: ListKind, params: dict[str, Any], *, modern: bool = False
+    ) -> bytes:
+        cache = self._modern_pages if modern else self._pages
+        pages = cache.get(kind)
         if pages is None:
-            pages = self._pages[kind] = self._paginate(kind)
+            pages = cache[kind] = self._paginate(kind, modern)
         cursor = params.get("cursor")
         if cursor is None:
             return encode_result_raw(request_id, pages[0])
@@ -645,7 +996,7 @@ class McpProtocol:
             return encode_error(request_id, INVALID_PARAMS, "invalid cursor")
         return encode_result_raw(request_id, pages[page])
 
-    def _paginate(self, kind: ListKind) -> list[bytes]:
+    def _paginate(self, kind: ListKind, modern: bool) -> list[bytes]:
         items = list(self.surface.listing(kind))
         size = self._page_size
         pages: list[bytes] = []
@@ -653,6 +1004,8 @@ class McpProtocol:
             result: dict[str, Any] = {kind: items[start : start + size]}
             if start + size < len(items):
                 result["nextCursor"] = self._cursor(kind, len(pages) + 1)
+            if modern:
+                result = self._modern_result(result, cacheable=True)
             pages.append(_encoder.encode(result))
         return pages
 
@@ -682,10 +1035,15 @@ class McpProtocol:
 
     def list_changed(self, kind: ListKind) -> None:
         self._pages.pop(kind, None)
+        self._modern_pages.pop(kind, None)
+        if kind == "tools":
+            self._header_rules = None
         self._refresh_capabilities()
         capability = "resources" if kind == "resourceTemplates" else kind
         if capability in self._capabilities:
-            self.broadcast(encode_notification(_LIST_CHANGED[kind]))
+            method = _LIST_CHANGED[kind]
+            self.broadcast(encode_notification(method))
+            self.announce(_LISTEN_FLAG_OF_KIND[kind], method, None)
 
     def resource_updated(self, uri: str) -> None:
         subscribers = self._subscriptions.get(uri)
@@ -694,12 +1052,21 @@ class McpProtocol:
                 set(subscribers),
                 encode_notification("notifications/resources/updated", {"uri": uri}),
             )
+        self.announce(LISTEN_RESOURCES, "notifications/resources/updated", uri)
 
     def _refresh_capabilities(self) -> None:
         surface = self.surface
         self._capabilities = dict(surface.capabilities())
         info = surface.info
         server_info = info.implementation()
+        self._server_meta = {META_SERVER: server_info}
+        discover: dict[str, Any] = {
+            "supportedVersions": list(STATELESS_VERSIONS),
+            "capabilities": self._capabilities,
+        }
+        if info.instructions:
+            discover["instructions"] = info.instructions
+        self._discover_result = _encoder.encode(self._modern_result(discover, cacheable=True))
         self._initialize_results = {}
         for version in HANDSHAKE_VERSIONS:
             result: dict[str, object] = {
@@ -710,6 +1077,17 @@ class McpProtocol:
             if info.instructions:
                 result["instructions"] = info.instructions
             self._initialize_results[version] = _encoder.encode(result)
+
+
+def _is_modern(request: Request) -> bool:
+    """A request in the stateless era: it carries the envelope, or it is ``server/discover``."""
+    if request.method == "server/discover":
+        return True
+    params = request.params
+    if not isinstance(params, dict):
+        return False
+    meta = params.get("_meta")
+    return isinstance(meta, dict) and (META_VERSION in meta or META_CAPABILITIES in meta)
 
 
 def _method_not_found(request: Request) -> bytes:

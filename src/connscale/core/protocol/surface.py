@@ -20,6 +20,7 @@ from typing import Any, Final, Literal, Protocol
 __all__ = [
     "LIST_KINDS",
     "LOG_LEVELS",
+    "LOG_OFF",
     "CallContext",
     "ClientInfo",
     "ListKind",
@@ -31,6 +32,10 @@ __all__ = [
 #: What ``Surface.listing`` lists, by the name of the field its list result carries.
 ListKind = Literal["tools", "resources", "resourceTemplates", "prompts"]
 LIST_KINDS: Final[tuple[ListKind, ...]] = ("tools", "resources", "resourceTemplates", "prompts")
+
+#: ``CallContext.log_level`` when the client asked for no log messages at all (a 2026-07-28
+#: request without ``io.modelcontextprotocol/logLevel``).
+LOG_OFF: Final = "off"
 
 #: MCP (RFC 5424) log levels, least severe first.
 LOG_LEVELS: Final = (
@@ -93,7 +98,7 @@ class CallContext(Protocol):
 
     @property
     def log_level(self) -> str | None:
-        """The least severe level the client asked for with ``logging/setLevel`` (None: all)."""
+        """The least severe level the client asked for (None: all; ``LOG_OFF``: none)."""
         ...
 
     def notify(self, method: str, params: Mapping[str, Any] | None = None) -> None:
@@ -101,13 +106,25 @@ class CallContext(Protocol):
         ...
 
     def request(
-        self, method: str, params: Mapping[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        key: str | None = None,
     ) -> Awaitable[Any]:
-        """Send a server-to-client request; resolves to the client's ``result`` object.
+        """Ask the client something (sampling, elicitation, roots); resolves to its answer.
 
-        Raises ``ProtocolError`` when the client answers with an error (its code kept),
-        ``TimeoutError`` after ``timeout`` seconds, ``ConnscaleError`` when the client
-        cannot be asked (it did not declare the capability, or the transport cannot carry it).
+        Handshake era: a server-to-client request. Raises ``ProtocolError`` when the client
+        answers with an error (its code kept), ``TimeoutError`` after ``timeout`` seconds,
+        ``ConnscaleError`` when the client cannot be reached.
+
+        2026-07-28 (no server-to-client requests): the answer comes in the request's
+        ``inputResponses`` under ``key`` (default: the method and the request's position
+        among this call's requests). When it is not there yet, the awaitable raises
+        ``InputRequired`` (a ``BaseException``: let it propagate) and the call is answered
+        with an ``input_required`` result; the client retries with the answers and the
+        function runs again, this time receiving them.
         """
         ...
 
