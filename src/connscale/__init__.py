@@ -103,7 +103,8 @@ from connscale.server.supervisor import serve
 
 # --- load and bench ----------------------------------------------------------------------------
 from connscale.bench.orchestrator import BenchConfig, ServerSpec, run_bench
-from connscale.loadgen.client import Swarm, TrafficResult
+from connscale.loadgen.swarm import Swarm
+from connscale.loadgen.traffic import TrafficResult
 from connscale.loadgen.plan import Limits, LoadPlan, plan_load, read_limits
 from connscale.loadgen.runner import LoadRunner
 
