@@ -67,7 +67,9 @@ from connscale.memory import (
     KernelSockets,
     MemoryReader,
     MemorySample,
+    ProcessSockets,
     kernel_sockets,
+    process_sockets,
     sample_group,
 )
 from connscale.monitor import History, Monitor
@@ -169,6 +171,7 @@ __all__ = [
     "PressureLevel",
     "PressureThresholds",
     "PressureTracker",
+    "ProcessSockets",
     "ProfileRecord",
     "Profiler",
     "ScalingResult",
@@ -176,6 +179,7 @@ __all__ = [
     "TrendResult",
     "Verdict",
     "kernel_sockets",
+    "process_sockets",
     "sample_group",
     "scaling",
     "trend",
