@@ -14,6 +14,10 @@ Other long-lived-connection servers, for ``--protocol`` runs (the ``baselines`` 
 - ``websockets-echo``: the ``websockets`` library's asyncio server echoing messages.
 - ``aiohttp-ws``: an aiohttp web application with a WebSocket echo handler.
 - ``asyncio-tcp-echo``: a plain ``asyncio.start_server`` line echo (raw TCP).
+- ``aiohttp-sse``: an aiohttp handler holding a ``text/event-stream`` response open.
+- ``aiohttp-keepalive``: an aiohttp handler answering ``GET /``; idle keep-alive
+  connections held (its keep-alive timeout raised to an hour, as a held connection is
+  the point of the benchmark).
 
 Run one with ``python -m connscale.bench.baselines NAME --port 0 --ready-file F``: it
 writes the same ready-file JSON as ``connscale serve`` and, with ``--stats-dir``, answers
@@ -44,7 +48,13 @@ TCP_BASELINES = ("asyncio-streams", "asyncio-protocol", "uvloop-protocol")
 #: HTTP baselines (need the optional ``sdk`` extra).
 HTTP_BASELINES = ("mcp-sdk",)
 #: WebSocket and raw TCP baselines (the ``baselines`` extra for the WebSocket ones).
-OTHER_BASELINES = ("websockets-echo", "aiohttp-ws", "asyncio-tcp-echo")
+OTHER_BASELINES = (
+    "websockets-echo",
+    "aiohttp-ws",
+    "asyncio-tcp-echo",
+    "aiohttp-sse",
+    "aiohttp-keepalive",
+)
 BASELINES = TCP_BASELINES + HTTP_BASELINES + OTHER_BASELINES
 #: The protocol the load generator speaks to each baseline.
 BASELINE_PROTOCOLS: dict[str, str] = {
@@ -53,6 +63,8 @@ BASELINE_PROTOCOLS: dict[str, str] = {
     "websockets-echo": "websocket",
     "aiohttp-ws": "websocket",
     "asyncio-tcp-echo": "tcp",
+    "aiohttp-sse": "sse",
+    "aiohttp-keepalive": "http",
 }
 BACKLOG = 4096
 SERVER_INFO = {"name": "baseline", "version": "1.0"}
@@ -76,7 +88,9 @@ def missing(name: str) -> str | None:
 
     if name == "mcp-sdk" and not sdk_available():
         return "the official MCP SDK is not installed (pip install 'connscale[sdk]')"
-    library = {"websockets-echo": "websockets", "aiohttp-ws": "aiohttp"}.get(name)
+    library = {"websockets-echo": "websockets"}.get(name)
+    if name.startswith("aiohttp-"):
+        library = "aiohttp"
     if library is not None and importlib.util.find_spec(library) is None:
         return f"{library} is not installed (pip install 'connscale[baselines]')"
     return None
@@ -283,7 +297,7 @@ def _announce(ready_file: Path | None, name: str, host: str, port: int) -> None:
         write_ready_file(
             ready_file,
             {
-                "transport": "http" if protocol in ("mcp-http", "websocket") else "tcp",
+                "transport": "tcp" if protocol in ("mcp", "tcp") else "http",
                 "engine": name,
                 "host": host,
                 "port": port,
@@ -366,8 +380,6 @@ async def serve_aiohttp(
     """An aiohttp application with a WebSocket echo handler at ``/``, on its defaults."""
     from aiohttp import WSMsgType, web
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
     live = [0]
 
     async def handler(request: web.Request) -> web.WebSocketResponse:
@@ -386,16 +398,95 @@ async def serve_aiohttp(
 
     app = web.Application()
     app.router.add_get("/", handler)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await _run_aiohttp(
+        app,
+        "aiohttp-ws",
+        host=host,
+        port=port,
+        ready_file=ready_file,
+        stats_dir=stats_dir,
+        live=live,
+    )
+
+
+async def _run_aiohttp(
+    app: Any,
+    name: str,
+    *,
+    host: str,
+    port: int,
+    ready_file: Path | None,
+    stats_dir: Path | None,
+    live: list[int],
+) -> None:
+    from aiohttp import web
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=3600)
     await runner.setup()
     sock = _listen(host, port)
     await web.SockSite(runner, sock, backlog=BACKLOG).start()
     _install_signals(loop, stop, stats_dir, lambda: (live[0], 0))
-    _announce(ready_file, "aiohttp-ws", host, sock.getsockname()[1])
+    _announce(ready_file, name, host, sock.getsockname()[1])
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+async def serve_aiohttp_sse(
+    host: str, port: int, ready_file: Path | None, stats_dir: Path | None
+) -> None:
+    """An aiohttp handler that holds a ``text/event-stream`` response open at ``/events``."""
+    from aiohttp import web
+
+    live = [0]
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        live[0] += 1
+        try:
+            await response.write(b"data: hello\n\n")
+            await asyncio.Event().wait()  # hold until the client goes
+        finally:
+            live[0] -= 1
+        return response
+
+    app = web.Application()
+    app.router.add_get("/events", events)
+    await _run_aiohttp(
+        app,
+        "aiohttp-sse",
+        host=host,
+        port=port,
+        ready_file=ready_file,
+        stats_dir=stats_dir,
+        live=live,
+    )
+
+
+async def serve_aiohttp_keepalive(
+    host: str, port: int, ready_file: Path | None, stats_dir: Path | None
+) -> None:
+    """An aiohttp handler answering ``GET /``; idle keep-alive connections are held."""
+    from aiohttp import web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    await _run_aiohttp(
+        app,
+        "aiohttp-keepalive",
+        host=host,
+        port=port,
+        ready_file=ready_file,
+        stats_dir=stats_dir,
+        live=[0],
+    )
 
 
 async def serve_tcp(
@@ -506,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
         "websockets-echo": serve_websockets,
         "aiohttp-ws": serve_aiohttp,
         "asyncio-tcp-echo": serve_tcp_echo,
+        "aiohttp-sse": serve_aiohttp_sse,
+        "aiohttp-keepalive": serve_aiohttp_keepalive,
     }.get(args.name)
     if serve_other is not None:
         why = missing(args.name)
@@ -536,6 +629,8 @@ __all__ = [
     "missing",
     "sdk_available",
     "serve_aiohttp",
+    "serve_aiohttp_keepalive",
+    "serve_aiohttp_sse",
     "serve_tcp",
     "serve_tcp_echo",
     "serve_websockets",

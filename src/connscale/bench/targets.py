@@ -108,6 +108,7 @@ def default_servers(
                 unavailable=missing(name),
                 protocol=protocol,
                 probe="ping" if protocol == "tcp" else None,
+                path="/events" if protocol == "sse" else None,
             )
         )
     return specs

@@ -26,7 +26,8 @@ Servers: without --target, the reference server (`connscale serve`) and the MCP
 baselines for --transport (asyncio streams, asyncio Protocol, uvloop Protocol; the
 official MCP SDK for http). --servers picks baselines by name and is always honored,
 beside your targets too: connscale, asyncio-streams, asyncio-protocol, uvloop-protocol,
-mcp-sdk, websockets-echo and aiohttp-ws (WebSocket), asyncio-tcp-echo (raw TCP), or all.
+mcp-sdk, websockets-echo and aiohttp-ws (WebSocket), asyncio-tcp-echo (raw TCP),
+aiohttp-sse (SSE), aiohttp-keepalive (HTTP keep-alive), or all.
 
 Your own servers: --target NAME:PROTOCOL[/PATH]:PORT:COMMAND, repeatable. The bench
 starts COMMAND (the rest of the text, colons included), waits for PORT, and speaks
@@ -187,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(
         f"connscale bench: {len(servers)} server(s) "
-        f"({', '.join(f'{s.name} [{s.protocol}]' for s in servers)}), plateaus "
+        f"({', '.join(f'{s.name} ({s.protocol})' for s in servers)}), plateaus "
         f"{', '.join(f'{p:,}' for p in config.plateaus)}"
     )
     if args.no_progress or not console.is_terminal:
