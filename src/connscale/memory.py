@@ -88,6 +88,21 @@ class GroupSample:
     samples: tuple[MemorySample, ...] = ()
 
 
+def _combined(group: GroupSample) -> MemorySample:
+    first = group.samples[0] if group.samples else None
+    return MemorySample(
+        pid=group.pids[0],
+        uss=group.uss,
+        pss=group.pss,
+        rss=group.rss,
+        swap=group.swap,
+        fds=group.fds,
+        py_heap_blocks=first.py_heap_blocks if first else None,
+        timestamp=group.timestamp,
+        anon=_sum_or_none(s.anon for s in group.samples),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class SlabEntry:
     """One kernel slab cache from /proc/slabinfo."""
@@ -427,6 +442,27 @@ def sample_group(
     )
 
 
+def descendants(pid: int) -> list[int]:
+    """The pids of ``pid``'s children and their children (a server's workers); [] if gone."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def sample_tree(pid: int, *, clock: Timer = time.time) -> tuple[MemorySample, int]:
+    """One reading summed over ``pid`` and its descendants, and how many processes it covers.
+
+    Forked workers share copy-on-write pages: their USS sum undercounts what the server
+    costs, their PSS sum (each shared page split between its users) is the total. The
+    reading carries ``pid`` as its pid. ProcessGoneError when ``pid`` itself has exited.
+    """
+    group = sample_group([pid, *descendants(pid)], clock=clock)
+    if pid in group.missing:
+        raise ProcessGoneError(f"process {pid} does not exist (or has exited)")
+    return _combined(group), len(group.pids)
+
+
 def _parse_sockstat(text: str) -> dict[str, int]:
     for line in text.splitlines():
         if line.startswith("TCP:"):
@@ -650,4 +686,5 @@ __all__ = [
     "sample",
     "sample_group",
     "sample_quick",
+    "sample_tree",
 ]

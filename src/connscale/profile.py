@@ -32,7 +32,7 @@ from connscale.core.stats import (
 )
 from connscale.errors import ConfigurationError, NotAvailableError
 from connscale.gc import GCStatistics, PauseRecorder
-from connscale.memory import MemoryReader, MemorySample
+from connscale.memory import MemoryReader, MemorySample, sample_tree
 
 MemoryField = Literal["uss", "pss", "rss", "anon", "traced"]
 
@@ -134,7 +134,9 @@ class Profiler:
     """Takes memory snapshots of a process between start() and stop().
 
     GC pauses and tracemalloc can only be seen inside this process, so ``record_gc`` and
-    ``trace_allocations`` apply only when profiling our own pid.
+    ``trace_allocations`` apply only when profiling our own pid. ``include_children``
+    sums every reading over the process and its descendants (a server's forked workers):
+    the PSS of the snapshots is then the server's total, shared pages counted once.
     """
 
     def __init__(
@@ -148,10 +150,17 @@ class Profiler:
         trace_allocations: bool = False,
         trace_frames: int = 1,
         max_snapshots: int = 10_000,
+        include_children: bool = False,
     ) -> None:
         self._reader = MemoryReader(pid)
         self.pid = self._reader.pid
         own = self._reader.pid == os.getpid()
+        if sampler is None and include_children:
+            root = self.pid
+
+            def sampler() -> MemorySample:
+                return sample_tree(root)[0]
+
         self._sampler = sampler or self._reader.sample
         self._clock = clock
         self._sleep = sleep

@@ -174,13 +174,13 @@ def test_watching_a_server_with_workers_sums_them_and_counts_sockets(tmp_path: o
         assert exact.processes == 2 and sample.pss is not None and sample.uss is not None
         import time
 
-        from connscale.memory import process_sockets
+        from connscale.memory import descendants, process_sockets
 
         deadline = time.monotonic() + 5
         while process_sockets([server.pid]).sockets < 21 and time.monotonic() < deadline:
             time.sleep(0.02)
         # 20 accepted + the listener; the forked worker shares the listener's socket
-        assert process_sockets([server.pid, *watch._children(server.pid)]).sockets == 21
+        assert process_sockets([server.pid, *descendants(server.pid)]).sockets == 21
         for client in clients:
             client.close()
     finally:

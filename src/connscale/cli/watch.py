@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from connscale.core.stats import TrendResult
     from connscale.gc import GCStatistics
-    from connscale.memory import KernelSockets, MemoryReader, MemorySample, ProcessSockets
+    from connscale.memory import KernelSockets, MemorySample, ProcessSockets
     from connscale.monitor import Monitor
 
 HELP = "live view of a server's memory, bytes per connection, trend and GC pauses"
@@ -191,55 +191,13 @@ def plain_line(monitor: Monitor, trend: TrendResult | None, exact: Exact | None 
 
 def group_reader(pid: int, exact: Exact, clock: Callable[[], float]) -> Callable[[], MemorySample]:
     """A full reading of ``pid`` and its descendants (a server's workers), summed."""
-    import psutil
-
-    from connscale.errors import MeasurementError
-    from connscale.memory import MemorySample
-
-    readers: dict[int, MemoryReader] = {}
+    from connscale.memory import sample_tree
 
     def read() -> MemorySample:
-        try:
-            children = [child.pid for child in psutil.Process(pid).children(recursive=True)]
-        except psutil.Error:
-            children = []
-        samples = [_reader(readers, pid, clock).sample()]
-        for child in children:
-            try:
-                samples.append(_reader(readers, child, clock).sample())
-            except MeasurementError:
-                continue  # a worker exiting between the listing and the read
-        for gone in set(readers) - {pid, *children}:
-            del readers[gone]
-        exact.processes = len(samples)
-
-        def total(name: str) -> int | None:
-            values = [getattr(s, name) for s in samples]
-            return None if any(v is None for v in values) else sum(values)
-
-        root = samples[0]
-        return MemorySample(
-            pid=pid,
-            uss=total("uss"),
-            pss=total("pss"),
-            rss=sum(s.rss for s in samples),
-            swap=total("swap"),
-            fds=total("fds"),
-            py_heap_blocks=root.py_heap_blocks,
-            timestamp=root.timestamp,
-            anon=total("anon"),
-        )
+        sample, exact.processes = sample_tree(pid, clock=clock)
+        return sample
 
     return read
-
-
-def _reader(readers: dict[int, MemoryReader], pid: int, clock: Callable[[], float]) -> MemoryReader:
-    from connscale.memory import MemoryReader
-
-    reader = readers.get(pid)
-    if reader is None:
-        reader = readers[pid] = MemoryReader(pid, clock=clock)
-    return reader
 
 
 def run(
@@ -254,7 +212,7 @@ def run(
     from connscale.core.monitor_policy import AdaptiveSampling
     from connscale.errors import ConfigurationError, MeasurementError, ProcessGoneError
     from connscale.gc import PauseRecorder
-    from connscale.memory import MemoryReader, kernel_sockets, process_sockets
+    from connscale.memory import MemoryReader, descendants, kernel_sockets, process_sockets
     from connscale.monitor import Monitor
     from connscale.prometheus import MetricsExporter, MetricsServer
 
@@ -304,7 +262,7 @@ def run(
         exact.full_tick = monitor.ticks - 1
         full = monitor.last_full
         try:
-            exact.sockets = process_sockets([args.pid, *_children(args.pid)])
+            exact.sockets = process_sockets([args.pid, *descendants(args.pid)])
         except MeasurementError:
             exact.sockets = None
             return
@@ -358,12 +316,3 @@ def run(
         if server is not None:
             server.close()
     return 0
-
-
-def _children(pid: int) -> list[int]:
-    import psutil
-
-    try:
-        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
