@@ -50,6 +50,9 @@ def test_custom_server_spec_and_a_name_without_slashes() -> None:
         "/usr/bin/python3 /srv/app/server.py 18001", 18001, max_connections=1
     )
     assert path_command.name == "server.py" and "/" not in path_command.name
+    assert custom_server("python3 -m my.app --x", 9, max_connections=1).name == "my.app"
+    assert custom_server("python -c 'pass'", 9, max_connections=1).name == "python-c"
+    assert custom_server("./bin/my server", 9, max_connections=1).name == "my"
     assert custom_server("x", 9, transport="http", max_connections=1).protocol == "mcp-http"
     for command, port in (("", 9000), ("x", 0), ("x", 70_000), ("'unclosed", 9)):
         with pytest.raises(ConfigurationError):

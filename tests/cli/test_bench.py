@@ -145,3 +145,29 @@ def test_a_failed_server_is_exit_2_with_one_line_after_writing_results(
     err = capsys.readouterr().err.splitlines()
     assert err[-1].startswith("connscale bench: error: 1 of 1 server(s) failed;")
     assert "exited" in err[-1] and (out / "RUN.json").exists()
+
+
+def test_help_says_what_a_target_can_speak(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("bench", "loadgen"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        for protocol in ("mcp", "mcp-http", "websocket", "tcp", "sse", "http"):
+            assert protocol in text, (command, protocol)
+
+
+def test_servers_are_honored_beside_a_target_cmd() -> None:
+    from connscale.cli import build_parser
+    from connscale.cli.bench import chosen_servers
+
+    argv = ["bench", "--target-cmd", "python /srv/ws.py 9000", "--port", "9000"]
+    argv += ["--protocol", "websocket", "--servers", "websockets-echo", "asyncio-protocol"]
+    args = build_parser().parse_args(argv)
+    specs = chosen_servers(args, 1000)
+    assert [(s.name, s.protocol) for s in specs] == [
+        ("ws.py", "websocket"),
+        ("websockets-echo", "websocket"),
+        ("asyncio-protocol", "mcp"),
+    ]
+    alone = build_parser().parse_args(["bench", "--target-cmd", "srv", "--port", "9000"])
+    assert [s.name for s in chosen_servers(alone, 1000)] == ["srv"]

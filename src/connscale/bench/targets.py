@@ -115,11 +115,18 @@ def default_servers(
 
 
 def _default_name(argv: Sequence[str]) -> str:
-    """``python /a/b/server.py 18001`` -> ``server.py``; ``myserver --fast`` -> ``myserver``."""
-    words = [Path(word).name for word in argv[:2]]
-    if len(words) == 2 and Path(words[0]).stem.startswith("python"):
+    """A file-safe name from a command: ``python /a/b/server.py 18001`` -> ``server.py``,
+    ``python -m my.app`` -> ``my.app``, ``./myserver --fast`` -> ``myserver``."""
+    words = list(argv)
+    if words and Path(words[0]).name.startswith("python"):
         words = words[1:]
-    return "-".join(words[:1]) or "server"
+        if len(words) >= 2 and words[0] == "-m":
+            words = words[1:]
+        elif words[:1] == ["-c"]:
+            return "python-c"  # the code itself makes no name
+    name = next((Path(word).name for word in words if not word.startswith("-")), "")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:64]
+    return name or "server"
 
 
 def custom_server(
