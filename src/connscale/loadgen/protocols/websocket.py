@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -51,7 +52,7 @@ class WebSocketProtocol(ClientProtocol):
 
     def received(self, link: Link, conn: Conn, data: bytes) -> None:
         ws = conn.parser
-        assert isinstance(ws, WSConnection)
+        assert isinstance(ws, WSConnection | Connection)
         try:
             ws.receive_data(data)
             for event in ws.events():
@@ -84,10 +85,15 @@ class WebSocketProtocol(ClientProtocol):
                     return
         except (RemoteProtocolError, LocalProtocolError) as exc:
             link.refused(conn, "protocol", f"bad WebSocket data from the server: {exc}")
+            return
+        if isinstance(ws, WSConnection) and ws.connection is not None and conn.state == READY:
+            # Past the handshake only the frame-level connection is needed: dropping the
+            # handshake's h11 objects saves kilobytes on every held connection.
+            conn.parser = ws.connection
 
     def send_request(self, link: Link, conn: Conn, kind: str, request_id: int) -> None:
         ws = conn.parser
-        assert isinstance(ws, WSConnection)
+        assert isinstance(ws, WSConnection | Connection)
         payload = b"connscale %d" % request_id
         event = Ping(payload=payload) if kind == "ping" else TextMessage(data=payload.decode())
         link.write(conn, ws.send(event))
