@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# The official MCP SDK is optional: tests and bench use it when it installs.
 	-$(BIN)/python -m pip install --quiet -e '.[sdk]'
+	# WebSocket baselines (websockets, aiohttp) are optional the same way.
+	-$(BIN)/python -m pip install --quiet -e '.[baselines]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -285,3 +285,60 @@ def test_kernel_sockets_on_this_machine() -> None:
         assert ks.tcp_inuse is not None and ks.tcp_inuse >= 0
     else:
         assert ks.reason
+
+
+def _fake_proc(root: Path, *, slabinfo: str | None) -> None:
+    fd = root / "4242" / "fd"
+    fd.mkdir(parents=True)
+    (fd / "0").symlink_to("/dev/null")
+    for n, inode in enumerate((1001, 1002, 1003), start=3):
+        (fd / str(n)).symlink_to(f"socket:[{inode}]")
+    (fd / "9").symlink_to("pipe:[77]")
+    net = root / "4242" / "net"
+    net.mkdir()
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when uid inode\n"
+    rows = [
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1001 1\n",
+        "   1: 0100007F:1F90 0200007F:8000 01 00000010:00000020 00:00000000 00000000 0 0 1002 1\n",
+        "   2: 0100007F:1F90 0200007F:8001 01 00000100:00000000 00:00000000 00000000 0 0 9999 1\n",
+        "garbage line\n",
+    ]
+    (net / "tcp").write_text(header + "".join(rows))
+    (net / "tcp6").write_text(header)
+    if slabinfo is not None:
+        (root / "slabinfo").write_text(slabinfo)
+
+
+SOCKET_SLABINFO = (
+    "slabinfo - version: 2.1\n"
+    "# name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables\n"
+    "TCP 100 120 2368 13 8 : tunables 0 0 0\n"
+    "sock_inode_cache 300 320 832 39 8 : tunables 0 0 0\n"
+    "filp 900 1000 256 32 2 : tunables 0 0 0\n"
+    "dentry 900 1000 192 42 2 : tunables 0 0 0\n"
+    "eventpoll_epi 100 100 128 32 1 : tunables 0 0 0\n"
+)
+
+
+def test_process_sockets_counts_only_its_own_sockets(tmp_path: Path) -> None:
+    from connscale.memory import process_sockets
+
+    _fake_proc(tmp_path, slabinfo=SOCKET_SLABINFO)
+    found = process_sockets([4242], proc_root=tmp_path)
+    assert (found.sockets, found.tcp) == (3, 2)
+    assert found.queued_bytes == 0x10 + 0x20  # socket 9999 is another process's
+    assert found.object_bytes == 2368 + 832 + 256 + 192 + 128
+    assert found.kernel_bytes == 3 * found.object_bytes + 0x30
+    assert found.bytes_per_socket == pytest.approx(found.kernel_bytes / 3)
+
+
+def test_process_sockets_without_slabinfo_says_why(tmp_path: Path) -> None:
+    from connscale.errors import ProcessGoneError
+    from connscale.memory import process_sockets
+
+    _fake_proc(tmp_path, slabinfo="not a slabinfo\n")
+    found = process_sockets([4242, 99999], proc_root=tmp_path)  # 99999 has exited
+    assert found.sockets == 3 and found.object_bytes is None and found.kernel_bytes is None
+    assert found.reason is not None and "slabinfo" in found.reason
+    with pytest.raises(ProcessGoneError):
+        process_sockets([99999], proc_root=tmp_path)

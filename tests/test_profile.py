@@ -206,3 +206,41 @@ def test_profiler_stop_before_start() -> None:
 def test_reexported_statistics() -> None:
     assert scaling([(1, 2), (2, 4)]).marginal_bytes == pytest.approx(2)
     assert trend([(0, 0), (1, 1), (2, 2)]).slope == pytest.approx(1)
+
+
+def test_a_forked_server_costs_its_pss_sum_not_its_uss_sum() -> None:
+    # Issue 16: workers forked after start-up share copy-on-write pages. Neither process's
+    # USS holds a shared page; the PSS sum counts each once: the honest total.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from connscale.memory import sample_tree
+    from connscale.profile import Profiler
+
+    code = textwrap.dedent(
+        """
+        import os, sys, time
+        shared = bytearray(os.urandom(1 << 20) * 24)  # 24 MiB, touched, before the fork
+        if os.fork() == 0:
+            time.sleep(30); os._exit(0)
+        print("ready", flush=True)
+        time.sleep(30)
+        """
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, process_group=0
+    )
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        tree, processes = sample_tree(server.pid)
+        assert processes == 2 and tree.pss is not None and tree.uss is not None
+        assert tree.pss - tree.uss > 20 * 2**20  # the shared 24 MiB: in PSS, in no USS
+        with Profiler(server.pid, include_children=True, record_gc=False) as profiler:
+            snapshot = profiler.snapshot("forked")
+        assert snapshot.memory.pss is not None and snapshot.memory.pss >= tree.pss * 0.9
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(5)

@@ -73,7 +73,9 @@ from connscale.memory import (
     KernelSockets,
     MemoryReader,
     MemorySample,
+    ProcessSockets,
     kernel_sockets,
+    process_sockets,
     sample_group,
 )
 from connscale.monitor import History, Monitor
@@ -139,7 +141,8 @@ from connscale.server.supervisor import serve
 
 # --- load and bench ----------------------------------------------------------------------------
 from connscale.bench.orchestrator import BenchConfig, ServerSpec, run_bench
-from connscale.loadgen.client import Swarm, TrafficResult
+from connscale.loadgen.swarm import Swarm
+from connscale.loadgen.traffic import TrafficResult
 from connscale.loadgen.plan import Limits, LoadPlan, plan_load, read_limits
 from connscale.loadgen.runner import LoadRunner
 
@@ -210,6 +213,7 @@ __all__ = [
     "PressureLevel",
     "PressureThresholds",
     "PressureTracker",
+    "ProcessSockets",
     "ProfileRecord",
     "Profiler",
     "ScalingResult",
@@ -217,6 +221,7 @@ __all__ = [
     "TrendResult",
     "Verdict",
     "kernel_sockets",
+    "process_sockets",
     "sample_group",
     "scaling",
     "trend",

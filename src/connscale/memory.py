@@ -15,6 +15,7 @@ read, raises ``ProcessGoneError``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -85,6 +86,21 @@ class GroupSample:
     timestamp: float
     missing: tuple[int, ...] = ()
     samples: tuple[MemorySample, ...] = ()
+
+
+def _combined(group: GroupSample) -> MemorySample:
+    first = group.samples[0] if group.samples else None
+    return MemorySample(
+        pid=group.pids[0],
+        uss=group.uss,
+        pss=group.pss,
+        rss=group.rss,
+        swap=group.swap,
+        fds=group.fds,
+        py_heap_blocks=first.py_heap_blocks if first else None,
+        timestamp=group.timestamp,
+        anon=_sum_or_none(s.anon for s in group.samples),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +442,27 @@ def sample_group(
     )
 
 
+def descendants(pid: int) -> list[int]:
+    """The pids of ``pid``'s children and their children (a server's workers); [] if gone."""
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def sample_tree(pid: int, *, clock: Timer = time.time) -> tuple[MemorySample, int]:
+    """One reading summed over ``pid`` and its descendants, and how many processes it covers.
+
+    Forked workers share copy-on-write pages: their USS sum undercounts what the server
+    costs, their PSS sum (each shared page split between its users) is the total. The
+    reading carries ``pid`` as its pid. ProcessGoneError when ``pid`` itself has exited.
+    """
+    group = sample_group([pid, *descendants(pid)], clock=clock)
+    if pid in group.missing:
+        raise ProcessGoneError(f"process {pid} does not exist (or has exited)")
+    return _combined(group), len(group.pids)
+
+
 def _parse_sockstat(text: str) -> dict[str, int]:
     for line in text.splitlines():
         if line.startswith("TCP:"):
@@ -498,8 +535,147 @@ def kernel_sockets(
     )
 
 
+#: Slab objects the kernel allocates for each TCP socket a process holds (the socket, its
+#: inode, the open file, its dentry, and an epoll item when the server polls it).
+SOCKET_OBJECT_SLABS = ("sock_inode_cache", "filp", "dentry", "eventpoll_epi")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSockets:
+    """The sockets a group of processes holds, and the kernel memory they account for.
+
+    Counted from the processes' own fds (not system-wide): ``sockets`` fds are sockets,
+    ``tcp`` of them were found in ``net/tcp``/``tcp6`` with ``queued_bytes`` in their send
+    and receive queues. ``object_bytes`` is what the kernel's slab caches charge one TCP
+    socket (slabinfo object sizes: the TCP sock, inode, file, dentry, epoll item), None
+    where slabinfo cannot be read (``reason`` says why).
+    """
+
+    pids: tuple[int, ...]
+    sockets: int
+    tcp: int
+    queued_bytes: int
+    object_bytes: int | None
+    reason: str | None = None
+
+    @property
+    def kernel_bytes(self) -> int | None:
+        """Kernel memory these sockets hold: objects per socket times sockets, plus queues."""
+        if self.object_bytes is None:
+            return None
+        return self.sockets * self.object_bytes + self.queued_bytes
+
+    @property
+    def bytes_per_socket(self) -> float | None:
+        total = self.kernel_bytes
+        return None if total is None or not self.sockets else total / self.sockets
+
+
+def _socket_inodes(fd_dir: str) -> set[int]:
+    inodes: set[int] = set()
+    try:
+        names = os.listdir(fd_dir)
+    except FileNotFoundError:
+        raise ProcessGoneError(f"{fd_dir} is gone: the process exited") from None
+    except PermissionError:
+        raise NotAvailableError(f"{fd_dir}: permission denied") from None
+    for name in names:
+        try:
+            target = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:[") and target.endswith("]"):
+            with contextlib.suppress(ValueError):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _tcp_queues(path: str, inodes: set[int]) -> tuple[int, int]:
+    """(sockets of ``inodes`` found, their tx+rx queued bytes) in a /proc/net/tcp file."""
+    found = queued = 0
+    try:
+        with open(path, encoding="ascii", errors="replace") as file:
+            next(file, None)  # the header
+            for line in file:
+                fields = line.split()
+                if len(fields) < 10 or not fields[9].isdigit():
+                    continue
+                if int(fields[9]) in inodes:
+                    tx, _, rx = fields[4].partition(":")
+                    try:
+                        queued += int(tx, 16) + int(rx, 16)
+                    except ValueError:
+                        continue
+                    found += 1
+    except OSError:
+        pass
+    return found, queued
+
+
+def socket_object_bytes(
+    *, proc_root: str | os.PathLike[str] | None = None
+) -> tuple[int | None, str | None]:
+    """(slab bytes per TCP socket, None) from slabinfo, or (None, why it is unknown)."""
+    root = Path(proc_root if proc_root is not None else PROC_ROOT)
+    try:
+        slab = _parse_slabinfo(
+            (root / "slabinfo").read_text(errors="replace"), ("TCP", *SOCKET_OBJECT_SLABS)
+        )
+    except PermissionError:
+        return None, "slabinfo is readable by root only"
+    except (OSError, ValueError) as exc:
+        return None, f"slabinfo: {exc}"
+    if "TCP" not in slab:
+        return None, "slabinfo lists no TCP cache (merged into another on this kernel?)"
+    missing = [name for name in SOCKET_OBJECT_SLABS if name not in slab]
+    total = sum(entry.object_size for entry in slab.values())
+    return total, (f"slab caches not listed (merged): {', '.join(missing)}" if missing else None)
+
+
+def process_sockets(
+    pids: Iterable[int], *, proc_root: str | os.PathLike[str] | None = None
+) -> ProcessSockets:
+    """Count the sockets ``pids`` hold and the kernel memory charged to them.
+
+    NotAvailableError when no process's fds can be listed; processes that exited are
+    skipped (ProcessGoneError when all have).
+    """
+    root = os.fspath(proc_root) if proc_root is not None else PROC_ROOT
+    wanted = tuple(dict.fromkeys(pids))
+    if not wanted:
+        raise ConfigurationError("process_sockets needs at least one pid")
+    inodes: set[int] = set()
+    seen: list[int] = []
+    for pid in wanted:
+        try:
+            inodes |= _socket_inodes(os.path.join(root, str(pid), "fd"))
+        except ProcessGoneError:
+            continue
+        seen.append(pid)
+    if not seen:
+        raise ProcessGoneError(f"none of the processes {list(wanted)} exist any more")
+    tcp = queued = 0
+    for name in ("tcp", "tcp6"):
+        found, bytes_queued = _tcp_queues(os.path.join(root, str(seen[0]), "net", name), inodes)
+        tcp += found
+        queued += bytes_queued
+    object_bytes, reason = socket_object_bytes(proc_root=proc_root)
+    return ProcessSockets(
+        pids=tuple(seen),
+        sockets=len(inodes),
+        tcp=tcp,
+        queued_bytes=queued,
+        object_bytes=object_bytes,
+        reason=reason,
+    )
+
+
 __all__ = [
     "PROC_ROOT",
+    "SOCKET_OBJECT_SLABS",
+    "ProcessSockets",
+    "process_sockets",
+    "socket_object_bytes",
     "SOCKET_SLABS",
     "GroupSample",
     "KernelSockets",
@@ -510,4 +686,5 @@ __all__ = [
     "sample",
     "sample_group",
     "sample_quick",
+    "sample_tree",
 ]

@@ -8,7 +8,9 @@ and allocator arenas), the second by reading another process's USS at each step.
 
 from __future__ import annotations
 
+import asyncio
 import gc as _gc
+import inspect
 import os
 import statistics
 import time
@@ -30,7 +32,7 @@ from connscale.core.stats import (
 )
 from connscale.errors import ConfigurationError, NotAvailableError
 from connscale.gc import GCStatistics, PauseRecorder
-from connscale.memory import MemoryReader, MemorySample
+from connscale.memory import MemoryReader, MemorySample, sample_tree
 
 MemoryField = Literal["uss", "pss", "rss", "anon", "traced"]
 
@@ -132,7 +134,9 @@ class Profiler:
     """Takes memory snapshots of a process between start() and stop().
 
     GC pauses and tracemalloc can only be seen inside this process, so ``record_gc`` and
-    ``trace_allocations`` apply only when profiling our own pid.
+    ``trace_allocations`` apply only when profiling our own pid. ``include_children``
+    sums every reading over the process and its descendants (a server's forked workers):
+    the PSS of the snapshots is then the server's total, shared pages counted once.
     """
 
     def __init__(
@@ -146,10 +150,17 @@ class Profiler:
         trace_allocations: bool = False,
         trace_frames: int = 1,
         max_snapshots: int = 10_000,
+        include_children: bool = False,
     ) -> None:
         self._reader = MemoryReader(pid)
         self.pid = self._reader.pid
         own = self._reader.pid == os.getpid()
+        if sampler is None and include_children:
+            root = self.pid
+
+            def sampler() -> MemorySample:
+                return sample_tree(root)[0]
+
         self._sampler = sampler or self._reader.sample
         self._clock = clock
         self._sleep = sleep
@@ -340,15 +351,19 @@ def measure_per_unit(
     """Bytes per unit of ``factory()`` in this process, by tracemalloc at each step.
 
     Units are kept alive until every step is measured; each step reads the traced total
-    after a full collection. With ``repeats`` > 1 each step is measured on fresh units that
-    many times and all readings go into the fit.
+    after a full collection. An async factory is awaited: its results are the units. With
+    ``repeats`` > 1 each step is measured on fresh units that many times and all readings
+    go into the fit.
     """
     ordered = _check_steps(steps)
     if repeats < 1:
         raise ConfigurationError(f"repeats must be >= 1, got {repeats}")
+    factory = _Caller(factory, getattr(factory, "__qualname__", "the factory"))
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
+    callbacks = _gc.callbacks[:]  # as in leak_check: the collections here are ours
+    _gc.callbacks.clear()
     # Preallocated: recording a reading must not allocate between two readings.
     traced = array("d", bytes(8 * len(ordered) * repeats))
     try:
@@ -363,6 +378,8 @@ def measure_per_unit(
                 traced[r * len(ordered) + k] = tracemalloc.get_traced_memory()[0]
             del held
     finally:
+        _gc.callbacks[:] = callbacks
+        factory.close()
         if started:
             tracemalloc.stop()
     return scaling([(float(ordered[i % len(ordered)]), v) for i, v in enumerate(traced)])
@@ -400,33 +417,88 @@ def measure_process(
     return scaling(points)
 
 
+#: Bytes per call above which ``leak_check`` calls a growth a leak (with its confidence
+#: interval above zero). 8 B catches the smallest object a leak can keep (16 B) and a
+#: 24-byte-per-call leak; clean callables measure 0: ``python -m
+#: benchmarks.gate_false_alarms`` measures both rates (docs/PERFORMANCE.md).
+DEFAULT_CALL_LEAK_THRESHOLD = 8.0
+
+
+class _Caller:
+    """Calls ``func`` and, when it is async, runs the awaitable to completion.
+
+    An async callable measured without awaiting it would create a coroutine, measure
+    nothing and pass: a gate that cannot fail. Its awaitables run on a private event loop;
+    called from inside a running loop (an async test) that cannot be done, and it says so.
+    """
+
+    def __init__(self, func: Callable[[], object], what: str) -> None:
+        if not callable(func):
+            raise ConfigurationError(f"{what} must be callable, got {type(func).__name__}")
+        self.func = func
+        self.what = what
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self) -> object:
+        result = self.func()
+        if not inspect.isawaitable(result):
+            return result
+        if self.loop is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                self.loop = asyncio.new_event_loop()
+            else:
+                if inspect.iscoroutine(result):
+                    result.close()  # never awaited on purpose: no "never awaited" warning
+                raise ConfigurationError(
+                    f"{self.what} is async and this runs inside a running event loop, where it "
+                    "cannot be awaited; call the gate from a synchronous test (it runs the "
+                    "coroutine on its own loop)"
+                )
+        return self.loop.run_until_complete(asyncio.ensure_future(result, loop=self.loop))
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
+
+
 def leak_check(
     func: Callable[[], object],
     *,
     iterations: int = 30,
     warmup: int = 5,
-    threshold: float = 64.0,
+    threshold: float = DEFAULT_CALL_LEAK_THRESHOLD,
     confidence: float = 0.95,
 ) -> TrendResult:
     """Call ``func`` repeatedly and fit the trend of traced bytes per call.
 
-    ``threshold`` is in bytes per call: growth below it is not called a leak.
+    ``threshold`` is in bytes per call: growth below it is not called a leak. An async
+    ``func`` (or one returning an awaitable) is awaited on a private event loop.
     """
     if iterations < 3:
         raise ConfigurationError(f"iterations must be >= 3, got {iterations}")
+    call = _Caller(func, getattr(func, "__qualname__", "the function"))
     started = not tracemalloc.is_tracing()
     if started:
         tracemalloc.start()
     # Preallocated: storing a reading must not itself allocate, or the loop "leaks".
     traced = array("d", bytes(8 * iterations))
+    # A GC pause recorder left running (gc.callbacks) stores a float for every collection
+    # this check itself triggers: 24 B per call that belong to the check, not to func.
+    callbacks = _gc.callbacks[:]
+    _gc.callbacks.clear()
     try:
         for _ in range(warmup):
-            func()
+            call()
         for i in range(iterations):
-            func()
+            call()
             _gc.collect()
             traced[i] = tracemalloc.get_traced_memory()[0]
     finally:
+        _gc.callbacks[:] = callbacks
+        call.close()
         if started:
             tracemalloc.stop()
     series = [(float(i), value) for i, value in enumerate(traced)]
@@ -434,6 +506,7 @@ def leak_check(
 
 
 __all__ = [
+    "DEFAULT_CALL_LEAK_THRESHOLD",
     "MemoryField",
     "ProfileRecord",
     "Profiler",

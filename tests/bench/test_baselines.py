@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from connscale.bench.baselines import TCP_BASELINES, McpApp, sdk_available, write_ready_file
 from connscale.bench.orchestrator import default_servers, running_server
-from connscale.loadgen.client import Swarm
+from connscale.loadgen.swarm import Swarm
 
 
 def _call(app: McpApp, session: str, message: object) -> dict[str, object] | None:
@@ -89,7 +89,7 @@ def test_sdk_baseline_over_streamable_http(tmp_path: Path) -> None:
         pytest.skip("the official MCP SDK is not installed")
     spec = default_servers(transport="http", names=["mcp-sdk"])[0]
     with running_server(spec, tmp_path) as server:
-        swarm = Swarm(server.host, server.port, transport="http")
+        swarm = Swarm(server.host, server.port, protocol="mcp-http")
         try:
             swarm.grow(5)
             swarm.run_until(lambda: not swarm.growing, time.monotonic() + 30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -94,7 +95,8 @@ def test_prometheus_export_while_watching(capsys: pytest.CaptureFixture[str]) ->
         watch.run(args(prometheus_port=0, duration=None), sleep=scrape_then_stop, clock=FakeClock())
         == 0
     )
-    assert 'connscale_process_memory_bytes{kind="rss"}' in bodies[0]
+    assert f'connscale_process_memory_bytes{{kind="rss",pid="{os.getpid()}"}}' in bodies[0]
+    assert f'connscale_process_sockets{{pid="{os.getpid()}"}}' in bodies[0]
 
 
 def test_table_view_renders_figures_and_gaps() -> None:
@@ -118,3 +120,69 @@ def test_table_view_renders_figures_and_gaps() -> None:
 def test_bad_arguments(bad: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["watch", *bad]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_plain_marks_a_stale_exact_reading_with_its_age() -> None:
+    monitor = Monitor(full_every=3)
+    exact = watch.Exact()
+    lines = []
+    for _ in range(3):
+        monitor.tick()
+        if monitor.last is monitor.last_full:
+            exact.full_tick = monitor.ticks - 1
+        lines.append(watch.plain_line(monitor, None, exact))
+    assert "ticks old" not in lines[0]
+    assert "uss " in lines[1] and "(1 ticks old)" in lines[1]
+    assert "(2 ticks old)" in lines[2]
+
+
+def test_bytes_per_connection_is_the_uss_slope_against_sockets() -> None:
+    exact = watch.Exact()
+    exact.points.append((100.0, 10_000_000.0))
+    assert exact.bytes_per_connection() is None  # the count has not moved yet
+    assert "n/a until" in watch.connection_text(exact)
+    exact.points.extend([(300.0, 10_400_000.0), (500.0, 10_800_000.0)])
+    assert exact.bytes_per_connection() == pytest.approx(2000.0)
+    assert "2,000 B" in watch.connection_text(exact)
+
+
+def test_watching_a_server_with_workers_sums_them_and_counts_sockets(tmp_path: object) -> None:
+    import socket
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import os, socket, sys, time
+        listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(64)
+        if os.fork() == 0:
+            time.sleep(30); os._exit(0)
+        print(listener.getsockname()[1], flush=True)
+        held = []
+        while True:
+            held.append(listener.accept()[0])
+        """
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, process_group=0
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        exact = watch.Exact()
+        sample = watch.group_reader(server.pid, exact, FakeClock())()
+        assert exact.processes == 2 and sample.pss is not None and sample.uss is not None
+        import time
+
+        from connscale.memory import descendants, process_sockets
+
+        deadline = time.monotonic() + 5
+        while process_sockets([server.pid]).sockets < 21 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # 20 accepted + the listener; the forked worker shares the listener's socket
+        assert process_sockets([server.pid, *descendants(server.pid)]).sockets == 21
+        for client in clients:
+            client.close()
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # the worker too
+        server.wait(5)

@@ -432,3 +432,15 @@ def test_bounds_hold_with_expiry_and_capacity(ops: list[tuple[Any, ...]], max_it
         elif op[0] == "tick":
             clock.advance(op[1])
         assert len(cache) <= max_items
+
+
+@pytest.mark.parametrize("max_bytes", [None, 10, 10_000])
+def test_an_unhashable_key_is_reported_as_such_whatever_the_byte_limit(
+    max_bytes: int | None,
+) -> None:
+    cache: TTLCache[Any, str] = TTLCache(max_items=10, max_bytes=max_bytes)
+    with pytest.raises(TypeError, match=r"unhashable|must be hashable"):
+        cache.put(["a", "list"], "value")
+    with pytest.raises(TypeError, match=r"unhashable|must be hashable"):
+        cache.add_batch([(["a", "list"], "value")])
+    assert len(cache) == 0

@@ -176,3 +176,9 @@ def test_truncated_or_flipped_bytes_raise_only_corrupt_state(
     except CorruptStateError:
         return
     assert isinstance(decoded, Session)  # a flip can land on a still-valid value
+
+
+@pytest.mark.parametrize("thing", [None, {"session_id": b"x" * 16}, b"bytes", 7])
+def test_encoding_a_non_session_is_a_type_error_that_says_so(thing: object) -> None:
+    with pytest.raises(TypeError, match=f"needs a Session, got {type(thing).__name__}"):
+        encode_session(thing)  # type: ignore[arg-type]

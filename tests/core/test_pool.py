@@ -243,7 +243,7 @@ def test_pooled_bytes_are_capped() -> None:
 
 
 def test_oversize_requests_are_served_but_not_pooled() -> None:
-    pool = BufferPool(max_size=8192)
+    pool = BufferPool(max_size=8192, max_acquire=16_384)
     view = pool.acquire(10_000)
     assert len(view) == 10_000
     pool.release(view)
@@ -251,6 +251,19 @@ def test_oversize_requests_are_served_but_not_pooled() -> None:
     assert stats.oversize == 1
     assert stats.available == 0
     assert stats.dropped == 1
+
+
+def test_a_request_over_the_largest_class_is_refused_before_allocating() -> None:
+    pool = BufferPool()  # largest class 1 MiB
+    with pytest.raises(ConfigurationError, match=r"10,000,000,000 bytes is over the largest"):
+        pool.acquire(10**10)
+    assert pool.statistics().created == 0
+    bounded = BufferPool(max_size=8192, max_acquire=65_536)
+    assert len(bounded.acquire(65_536)) == 65_536
+    with pytest.raises(ConfigurationError, match=r"over max_acquire \(65,536 bytes\)"):
+        bounded.acquire(65_537)
+    with pytest.raises(ConfigurationError, match="max_acquire"):
+        BufferPool(max_size=8192, max_acquire=4096)  # below the largest class
 
 
 def test_buffer_pool_validates() -> None:
@@ -265,7 +278,13 @@ def test_buffer_pool_validates() -> None:
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=70_000), max_size=30))
 def test_buffer_accounting_balances(sizes: list[int]) -> None:
-    pool = BufferPool(min_size=4096, max_size=65536, max_pooled_bytes=200_000, thread_safe=False)
+    pool = BufferPool(
+        min_size=4096,
+        max_size=65536,
+        max_pooled_bytes=200_000,
+        max_acquire=70_000,
+        thread_safe=False,
+    )
     views = [pool.acquire(size) for size in sizes]
     assert [len(view) for view in views] == sizes
     assert pool.statistics().in_use == len(sizes)

@@ -83,7 +83,7 @@ def test_summary_fits_marginal_and_marks_gaps() -> None:
 def test_markdown_content() -> None:
     text = render_markdown(sample_run())
     assert text.startswith("# connscale run, 2026-11-23T10:00:00Z")
-    assert "| connscale-epoll | tcp | 1 |" in text
+    assert "| connscale-epoll | mcp | 1 |" in text
     assert "## mcp-sdk" in text and "_no data: did not start: port in use_" in text
     assert f"| 4,000 | {(30_000_000 + 40 * 4000) / 2**20:,.2f} MiB |" in text
     assert "GC: 3 collections" in text
@@ -167,3 +167,12 @@ def test_corrupt_run_json_is_a_clear_error(data: bytes) -> None:
         assert str(exc)
         return
     render_markdown(run)  # whatever decodes must render
+
+
+def test_an_incomplete_run_and_a_partial_server_are_marked() -> None:
+    run = sample_run()
+    run.incomplete = True
+    run.servers[0].complete = False
+    assert "Incomplete run" in render_markdown(run) and "Incomplete run" in render_html(run)
+    rows = {row[0]: row for row in summary_rows(run)}
+    assert rows["connscale-epoll"][4] == "partial run: none"

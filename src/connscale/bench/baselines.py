@@ -1,8 +1,7 @@
-"""Baseline MCP servers written the way people usually write them, for side-by-side runs.
+"""Baseline servers written the way people usually write them, for side-by-side runs.
 
-Each is a minimal MCP-over-TCP server (newline-delimited JSON-RPC: initialize,
-notifications/initialized, ping, tools/list, tools/call with ``echo`` and
-``consult_experts``) keeping its session state in plain dicts, as most servers do:
+MCP over TCP (newline-delimited JSON-RPC: initialize, notifications/initialized, ping,
+tools/list, tools/call with ``echo`` and ``consult_experts``), session state in plain dicts:
 
 - ``asyncio-streams``: ``asyncio.start_server``, one coroutine (Task) per connection.
 - ``asyncio-protocol``: an ``asyncio.Protocol`` subclass, one object per connection.
@@ -10,9 +9,19 @@ notifications/initialized, ping, tools/list, tools/call with ``echo`` and
 - ``mcp-sdk`` (HTTP): the official MCP Python SDK's Streamable HTTP app under uvicorn,
   when the SDK is installed.
 
+Other long-lived-connection servers, for ``--protocol`` runs (the ``baselines`` extra):
+
+- ``websockets-echo``: the ``websockets`` library's asyncio server echoing messages.
+- ``aiohttp-ws``: an aiohttp web application with a WebSocket echo handler.
+- ``asyncio-tcp-echo``: a plain ``asyncio.start_server`` line echo (raw TCP).
+- ``aiohttp-sse``: an aiohttp handler holding a ``text/event-stream`` response open.
+- ``aiohttp-keepalive``: an aiohttp handler answering ``GET /``; idle keep-alive
+  connections held (its keep-alive timeout raised to an hour, as a held connection is
+  the point of the benchmark).
+
 Run one with ``python -m connscale.bench.baselines NAME --port 0 --ready-file F``: it
 writes the same ready-file JSON as ``connscale serve`` and, with ``--stats-dir``, answers
-SIGUSR1 with ``worker-<pid>.json``. SIGTERM/SIGINT stop it.
+SIGUSR1 with ``worker-<pid>.json`` (a ``WorkerStats`` record). SIGTERM/SIGINT stop it.
 """
 
 from __future__ import annotations
@@ -31,11 +40,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from connscale.gc import PauseRecorder
+from connscale.server.stats import WorkerGC, WorkerStats, write_worker_stats
+
 #: TCP baselines, in the order the bench runs them.
 TCP_BASELINES = ("asyncio-streams", "asyncio-protocol", "uvloop-protocol")
 #: HTTP baselines (need the optional ``sdk`` extra).
 HTTP_BASELINES = ("mcp-sdk",)
-BASELINES = TCP_BASELINES + HTTP_BASELINES
+#: WebSocket and raw TCP baselines (the ``baselines`` extra for the WebSocket ones).
+OTHER_BASELINES = (
+    "websockets-echo",
+    "aiohttp-ws",
+    "asyncio-tcp-echo",
+    "aiohttp-sse",
+    "aiohttp-keepalive",
+)
+BASELINES = TCP_BASELINES + HTTP_BASELINES + OTHER_BASELINES
+#: The protocol the load generator speaks to each baseline.
+BASELINE_PROTOCOLS: dict[str, str] = {
+    **dict.fromkeys(TCP_BASELINES, "mcp"),
+    "mcp-sdk": "mcp-http",
+    "websockets-echo": "websocket",
+    "aiohttp-ws": "websocket",
+    "asyncio-tcp-echo": "tcp",
+    "aiohttp-sse": "sse",
+    "aiohttp-keepalive": "http",
+}
 BACKLOG = 4096
 SERVER_INFO = {"name": "baseline", "version": "1.0"}
 TOOLS = [
@@ -50,6 +80,20 @@ TOOLS = [
         "inputSchema": {"type": "object", "properties": {"question": {"type": "string"}}},
     },
 ]
+
+
+def missing(name: str) -> str | None:
+    """Why baseline ``name`` cannot run here (a library not installed), or None."""
+    import importlib.util
+
+    if name == "mcp-sdk" and not sdk_available():
+        return "the official MCP SDK is not installed (pip install 'connscale[sdk]')"
+    library = {"websockets-echo": "websockets"}.get(name)
+    if name.startswith("aiohttp-"):
+        library = "aiohttp"
+    if library is not None and importlib.util.find_spec(library) is None:
+        return f"{library} is not installed (pip install 'connscale[baselines]')"
+    return None
 
 
 def sdk_available() -> bool:
@@ -217,62 +261,232 @@ def write_ready_file(path: Path, info: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-class _GCRecorder:
-    """GC pause recorder: connscale.gc's PauseRecorder when that is built, else gc.callbacks."""
-
-    def __init__(self) -> None:
-        self.pauses_ms: list[float] = []
-        self._started = 0.0
-        self._recorder: Any = None
-        try:
-            from connscale.gc import PauseRecorder
-
-            self._recorder = PauseRecorder()
-            self._recorder.start()
-        except (ImportError, AttributeError, TypeError):
-            gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        elif len(self.pauses_ms) < 100_000:
-            self.pauses_ms.append((time.perf_counter() - self._started) * 1000.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        if self._recorder is not None:
-            return dict(self._recorder.statistics().to_dict())
-        pauses = sorted(self.pauses_ms)
-        return {
-            "collections": len(pauses),
-            "total_pause_ms": sum(pauses),
-            "pauses_ms": pauses[-1000:],
-            "max_ms": pauses[-1] if pauses else None,
-        }
-
-
 def _install_signals(
     loop: asyncio.AbstractEventLoop,
     stop: asyncio.Event,
     stats_dir: Path | None,
     app_counts: Callable[[], tuple[int, int]],
 ) -> None:
-    recorder = _GCRecorder() if stats_dir is not None else None
+    """SIGTERM/SIGINT stop; SIGUSR1 writes a WorkerStats record (with GC pauses)."""
+    recorder: PauseRecorder | None = None
+    if stats_dir is not None:
+        recorder = PauseRecorder()
+        recorder.start()
 
     def write_stats() -> None:
         if stats_dir is None or recorder is None:
             return
         connections, sessions = app_counts()
-        info = {
-            "pid": os.getpid(),
-            "connections": connections,
-            "sessions": sessions,
-            "gc": recorder.to_dict(),
-        }
-        write_ready_file(stats_dir / f"worker-{os.getpid()}.json", info)
+        stats = WorkerStats(
+            pid=os.getpid(),
+            connections=connections,
+            sessions=sessions,
+            gc=WorkerGC.from_statistics(recorder.statistics()),
+            gc_frozen_objects=gc.get_freeze_count(),
+        )
+        write_worker_stats(stats_dir, stats)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, write_stats)
+
+
+def _announce(ready_file: Path | None, name: str, host: str, port: int) -> None:
+    if ready_file is not None:
+        protocol = BASELINE_PROTOCOLS.get(name, "mcp")
+        write_ready_file(
+            ready_file,
+            {
+                "transport": "tcp" if protocol in ("mcp", "tcp") else "http",
+                "engine": name,
+                "host": host,
+                "port": port,
+                "supervisor_pid": os.getpid(),
+                "pids": [os.getpid()],
+            },
+        )
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+# --- WebSocket and raw TCP baselines -----------------------------------------------------------
+
+
+async def serve_tcp_echo(
+    host: str, port: int, ready_file: Path | None, stats_dir: Path | None
+) -> None:
+    """A line echo server the usual way: ``asyncio.start_server``, a Task per connection."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    live = [0]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        live[0] += 1
+        try:
+            while line := await reader.readline():
+                writer.write(line)
+                await writer.drain()
+        except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            live[0] -= 1
+            writer.close()
+
+    _install_signals(loop, stop, stats_dir, lambda: (live[0], 0))
+    server = await asyncio.start_server(handle, sock=_listen(host, port), backlog=BACKLOG)
+    _announce(ready_file, "asyncio-tcp-echo", host, server.sockets[0].getsockname()[1])
+    async with server:
+        await stop.wait()
+        server.close()
+
+
+async def serve_websockets(
+    host: str, port: int, ready_file: Path | None, stats_dir: Path | None
+) -> None:
+    """The ``websockets`` library's asyncio server, echoing every message, on its defaults."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    live = [0]
+
+    async def echo(connection: ServerConnection) -> None:
+        live[0] += 1
+        try:
+            async for message in connection:
+                await connection.send(message)
+        except Exception:  # a client going away mid-message is not the server's failure
+            pass
+        finally:
+            live[0] -= 1
+
+    _install_signals(loop, stop, stats_dir, lambda: (live[0], 0))
+    async with serve(echo, sock=_listen(host, port)) as server:
+        bound = next(iter(server.sockets)).getsockname()
+        _announce(ready_file, "websockets-echo", host, bound[1])
+        await stop.wait()
+
+
+async def serve_aiohttp(
+    host: str, port: int, ready_file: Path | None, stats_dir: Path | None
+) -> None:
+    """An aiohttp application with a WebSocket echo handler at ``/``, on its defaults."""
+    from aiohttp import WSMsgType, web
+
+    live = [0]
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        live[0] += 1
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    await ws.send_str(message.data)
+                elif message.type == WSMsgType.BINARY:
+                    await ws.send_bytes(message.data)
+        finally:
+            live[0] -= 1
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    await _run_aiohttp(
+        app,
+        "aiohttp-ws",
+        host=host,
+        port=port,
+        ready_file=ready_file,
+        stats_dir=stats_dir,
+        live=live,
+    )
+
+
+async def _run_aiohttp(
+    app: Any,
+    name: str,
+    *,
+    host: str,
+    port: int,
+    ready_file: Path | None,
+    stats_dir: Path | None,
+    live: list[int],
+) -> None:
+    from aiohttp import web
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, keepalive_timeout=3600)
+    await runner.setup()
+    sock = _listen(host, port)
+    await web.SockSite(runner, sock, backlog=BACKLOG).start()
+    _install_signals(loop, stop, stats_dir, lambda: (live[0], 0))
+    _announce(ready_file, name, host, sock.getsockname()[1])
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def serve_aiohttp_sse(
+    host: str, port: int, ready_file: Path | None, stats_dir: Path | None
+) -> None:
+    """An aiohttp handler that holds a ``text/event-stream`` response open at ``/events``."""
+    from aiohttp import web
+
+    live = [0]
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        live[0] += 1
+        try:
+            await response.write(b"data: hello\n\n")
+            await asyncio.Event().wait()  # hold until the client goes
+        finally:
+            live[0] -= 1
+        return response
+
+    app = web.Application()
+    app.router.add_get("/events", events)
+    await _run_aiohttp(
+        app,
+        "aiohttp-sse",
+        host=host,
+        port=port,
+        ready_file=ready_file,
+        stats_dir=stats_dir,
+        live=live,
+    )
+
+
+async def serve_aiohttp_keepalive(
+    host: str, port: int, ready_file: Path | None, stats_dir: Path | None
+) -> None:
+    """An aiohttp handler answering ``GET /``; idle keep-alive connections are held."""
+    from aiohttp import web
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    await _run_aiohttp(
+        app,
+        "aiohttp-keepalive",
+        host=host,
+        port=port,
+        ready_file=ready_file,
+        stats_dir=stats_dir,
+        live=[0],
+    )
 
 
 async def serve_tcp(
@@ -289,18 +503,7 @@ async def serve_tcp(
     else:
         server = await loop.create_server(lambda: McpProtocol(app), host, port, backlog=BACKLOG)
     bound = server.sockets[0].getsockname()
-    if ready_file is not None:
-        write_ready_file(
-            ready_file,
-            {
-                "transport": "tcp",
-                "engine": name,
-                "host": bound[0],
-                "port": bound[1],
-                "supervisor_pid": os.getpid(),
-                "pids": [os.getpid()],
-            },
-        )
+    _announce(ready_file, name, bound[0], bound[1])
     async with server:
         await stop.wait()
         server.close()
@@ -390,6 +593,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         serve_sdk(args.host, args.port, args.ready_file, args.stats_dir)
         return 0
+    serve_other = {
+        "websockets-echo": serve_websockets,
+        "aiohttp-ws": serve_aiohttp,
+        "asyncio-tcp-echo": serve_tcp_echo,
+        "aiohttp-sse": serve_aiohttp_sse,
+        "aiohttp-keepalive": serve_aiohttp_keepalive,
+    }.get(args.name)
+    if serve_other is not None:
+        why = missing(args.name)
+        if why is not None:
+            print(why, file=sys.stderr)
+            return 2
+        asyncio.run(serve_other(args.host, args.port, args.ready_file, args.stats_dir))
+        return 0
     coroutine = serve_tcp(args.name, args.host, args.port, args.ready_file, args.stats_dir)
     if args.name == "uvloop-protocol":
         import uvloop
@@ -402,13 +619,21 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "BASELINES",
+    "BASELINE_PROTOCOLS",
     "HTTP_BASELINES",
+    "OTHER_BASELINES",
     "TCP_BASELINES",
     "McpApp",
     "McpProtocol",
     "main",
+    "missing",
     "sdk_available",
+    "serve_aiohttp",
+    "serve_aiohttp_keepalive",
+    "serve_aiohttp_sse",
     "serve_tcp",
+    "serve_tcp_echo",
+    "serve_websockets",
     "write_ready_file",
 ]
 

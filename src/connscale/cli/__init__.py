@@ -70,14 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.add_arguments(sub)
-        sub.set_defaults(_command=command)
+        sub.set_defaults(_command=command, _parser=sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``connscale`` command line; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # The subcommand's own usage, not the top-level one (argparse's default here).
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     command = getattr(args, "_command", None)
     if command is None:
         parser.print_help(sys.stderr)

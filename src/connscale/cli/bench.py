@@ -1,4 +1,4 @@
-"""``connscale bench``: the reference server and baselines side by side, real sockets."""
+"""``connscale bench``: servers side by side (the reference server, baselines, your own)."""
 
 from __future__ import annotations
 
@@ -9,34 +9,75 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from connscale.bench.orchestrator import ServerSpec
+    from connscale.bench.config import BenchConfig
+    from connscale.bench.targets import ServerSpec
     from connscale.report.schema import Plateau, ServerResult
 
-HELP = "measure memory per connection, throughput and latency against baselines"
+HELP = "measure memory per connection of any long-lived-connection server, beside baselines"
 DESCRIPTION = """\
-Start the reference server (`connscale serve`) and baseline servers written the usual
-ways (asyncio streams, asyncio Protocol, uvloop Protocol; the official MCP SDK for HTTP),
-ramp real loopback connections through the same plateaus, sample each server's memory
-after the ramp settles, fit fixed overhead and marginal bytes per connection, then
-measure latency and throughput. Writes RUN.json, SUMMARY.md and report.html to --out.
+Start each server, ramp real loopback connections through the same plateaus, sample
+each server's memory after the ramp settles (USS and PSS summed over its processes),
+fit fixed overhead and marginal bytes per connection (a least-squares slope, never
+total/N), count the kernel memory of the server's own sockets, then measure latency
+and throughput. Writes RUN.json, SUMMARY.md, report.md and report.html (one table and
+one chart for every server) to --out.
+
+Servers: without --target, the reference server (`connscale serve`) and the MCP
+baselines for --transport (asyncio streams, asyncio Protocol, uvloop Protocol; the
+official MCP SDK for http). --servers picks baselines by name and is always honored,
+beside your targets too: connscale, asyncio-streams, asyncio-protocol, uvloop-protocol,
+mcp-sdk, websockets-echo and aiohttp-ws (WebSocket), asyncio-tcp-echo (raw TCP),
+aiohttp-sse (SSE), aiohttp-keepalive (HTTP keep-alive), or all.
+
+Your own servers: --target NAME:PROTOCOL[/PATH]:PORT:COMMAND, repeatable. The bench
+starts COMMAND (the rest of the text, colons included), waits for PORT, and speaks
+PROTOCOL to it:
+  mcp        MCP over TCP (newline-delimited JSON-RPC, initialize handshake)
+  mcp-http   MCP Streamable HTTP (POSTs to PATH, default /mcp)
+  websocket  RFC 6455 handshake to PATH (default /), then held; ping traffic
+  tcp        raw TCP, held once connected; --probe LINE checks each connection
+             (a line back) and gives echo traffic
+  sse        GET PATH (default /events) with Accept: text/event-stream, held
+  http       one GET PATH (default /), then the idle keep-alive connection is held
+Example:
+  connscale bench --target chat:websocket/ws:18001:"python chat.py 18001" \\
+      --target feed:tcp:18002:"python feed.py" --probe ping --servers websockets-echo
+
+Honest runs: a port already in use is refused before anything starts; connections the
+server drops during a plateau stop that server (with the count and the first reason) and
+no marginal is published from a partial run; Ctrl-C writes RUN.json with the plateaus
+measured so far, marked incomplete. Any failure is one line on stderr and exit code 2.
 
 The default run ends within about ten minutes on a 2-core machine and takes the
-reference server to 100,000 connections (baselines to 15,000: one process each).
---quick is a CI-sized smoke run (under a minute). --target-cmd measures your own server.
+reference server to 100,000 connections (others to 15,000: one process each).
+--quick is a CI-sized smoke run (under a minute).
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from connscale.loadgen.protocols import PROTOCOL_NAMES
+
     parser.add_argument("--quick", action="store_true", help="a small smoke run (< 1 minute)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder")
     parser.add_argument(
         "--servers",
         nargs="+",
         metavar="NAME",
-        help="servers to run (connscale, asyncio-streams, asyncio-protocol, uvloop-protocol, "
-        "mcp-sdk); default: all for the transport",
+        help="baselines to run, always honored (see above; 'all' for every one)",
     )
-    parser.add_argument("--transport", choices=("tcp", "http"), default="tcp")
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME:PROTOCOL[/PATH]:PORT:COMMAND",
+        help="your own server (repeatable); see above",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=("tcp", "http"),
+        default="tcp",
+        help="the reference server's transport (MCP over TCP or Streamable HTTP)",
+    )
     parser.add_argument(
         "--max-connections",
         "--connections",
@@ -47,8 +88,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--plateaus", help="comma-separated connection levels (overrides the default ladder)"
     )
-    parser.add_argument("--target-cmd", help="measure this server command instead (needs --port)")
+    parser.add_argument(
+        "--target-cmd", help="one server of your own: its command (needs --port; see --protocol)"
+    )
     parser.add_argument("--port", type=int, help="the port --target-cmd listens on")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOL_NAMES,
+        default="mcp",
+        help="what --target-cmd speaks (default mcp)",
+    )
+    parser.add_argument("--path", help="HTTP path for --target-cmd (websocket, sse, http)")
+    parser.add_argument(
+        "--probe", metavar="LINE", help="raw TCP targets: a line each connection must answer"
+    )
     parser.add_argument("--duration", type=float, help="seconds per traffic phase")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -65,59 +118,19 @@ def _parse_plateaus(text: str) -> tuple[int, ...]:
     return tuple(levels)
 
 
-class _RichObserver:
-    """Progress bars: one per server, advancing with established connections."""
-
-    def __init__(self, progress: Any) -> None:
-        self.progress = progress
-        self.tasks: dict[str, Any] = {}
-
-    def server_started(self, spec: ServerSpec, plateaus: Any) -> None:
-        self.tasks[spec.name] = self.progress.add_task(
-            f"{spec.name}: starting", total=max(plateaus)
-        )
-
-    def ramp(self, spec: ServerSpec, established: int, goal: int) -> None:
-        task = self.tasks.get(spec.name)
-        if task is not None:
-            self.progress.update(task, completed=established)
-
-    def plateau(self, spec: ServerSpec, plateau: Plateau) -> None:
-        uss = f"{plateau.uss / 1e6:.1f} MB" if plateau.uss is not None else "?"
-        self.progress.console.print(
-            f"  {spec.name}: {plateau.connections:>9,} connections  USS {uss}"
-        )
-
-    def phase(self, spec: ServerSpec, text: str) -> None:
-        task = self.tasks.get(spec.name)
-        if task is not None:
-            self.progress.update(task, description=f"{spec.name}: {text}")
-
-    def server_done(self, spec: ServerSpec, result: ServerResult) -> None:
-        task = self.tasks.get(spec.name)
-        if task is not None:
-            self.progress.update(task, description=f"{spec.name}: done")
-        if result.error:
-            self.progress.console.print(f"  {spec.name}: [yellow]{result.error}[/yellow]")
-
-
-def run(args: argparse.Namespace) -> int:
+def bench_config(args: argparse.Namespace) -> tuple[BenchConfig, int]:
+    """The run's settings and its top plateau, from the arguments."""
     from dataclasses import replace
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from connscale.bench import orchestrator as bench
+    from connscale.bench import config as settings
     from connscale.errors import ConfigurationError
 
-    if (args.target_cmd is None) != (args.port is None):
-        raise ConfigurationError("--target-cmd and --port go together")
     if args.quick:
-        config = bench.BenchConfig.quick()
+        config = settings.BenchConfig.quick()
         top = args.max_connections or max(config.plateaus)
     else:
-        top = args.max_connections or bench.DEFAULT_MAX_CONNECTIONS
-        config = bench.BenchConfig.default(top)
+        top = args.max_connections or settings.DEFAULT_MAX_CONNECTIONS
+        config = settings.BenchConfig.default(top)
     if args.plateaus:
         config = replace(config, plateaus=_parse_plateaus(args.plateaus))
         top = max(config.plateaus)
@@ -127,20 +140,55 @@ def run(args: argparse.Namespace) -> int:
         if args.duration <= 0:
             raise ConfigurationError("--duration must be positive")
         config = replace(config, traffic_duration=args.duration)
+    return config, top
+
+
+def chosen_servers(args: argparse.Namespace, top: int) -> list[ServerSpec]:
+    """Your targets first, then the baselines (``--servers``, always honored)."""
+    from connscale.bench import targets
+    from connscale.errors import ConfigurationError
+
+    if (args.target_cmd is None) != (args.port is None):
+        raise ConfigurationError("--target-cmd and --port go together")
+    if args.probe is not None and not (args.protocol == "tcp" or args.target):
+        raise ConfigurationError("--probe is for raw TCP targets (protocol tcp)")
+    specs = [
+        targets.parse_target(text, max_connections=top, probe=args.probe) for text in args.target
+    ]
     if args.target_cmd is not None:
-        servers = [
-            bench.custom_server(
-                args.target_cmd, args.port, transport=args.transport, max_connections=top
+        specs.append(
+            targets.custom_server(
+                args.target_cmd,
+                args.port,
+                transport=args.transport,
+                protocol=args.protocol,
+                path=args.path,
+                probe=args.probe if args.protocol == "tcp" else None,
+                max_connections=top,
             )
-        ]
-    else:
-        servers = bench.default_servers(
+        )
+    if args.servers is not None or not specs:
+        specs += targets.default_servers(
             transport=args.transport, max_connections=top, names=args.servers, quick=args.quick
         )
+    return specs
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from connscale.bench import orchestrator as bench
+    from connscale.errors import MeasurementError
+
+    config, top = bench_config(args)
+    servers = chosen_servers(args, top)
+    bench.check_servers(servers)  # before any output: a refused run starts nothing
     command = "connscale bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     console = Console(stderr=True)
     console.print(
-        f"connscale bench: {len(servers)} server(s), plateaus "
+        f"connscale bench: {len(servers)} server(s) "
+        f"({', '.join(f'{s.name} ({s.protocol})' for s in servers)}), plateaus "
         f"{', '.join(f'{p:,}' for p in config.plateaus)}"
     )
     if args.no_progress or not console.is_terminal:
@@ -159,27 +207,80 @@ def run(args: argparse.Namespace) -> int:
     paths = bench.write_outputs(result, args.out)
     print(bench.summary_markdown(result))
     for path in paths:
-        console.print(f"wrote {path}")
-    failed = [s for s in result.servers if s.error and not s.plateaus]
-    return 1 if failed and len(failed) == len(result.servers) else 0
+        print(f"wrote {path}", file=sys.stderr)
+    if result.incomplete:
+        print(
+            f"connscale bench: interrupted; the plateaus measured so far are in {paths[0]} "
+            "(marked incomplete)",
+            file=sys.stderr,
+        )
+        return 130
+    failed = bench.failures(result)
+    if failed:
+        first = failed[0]
+        raise MeasurementError(
+            f"{len(failed)} of {len(result.servers)} server(s) failed; {first.name}: "
+            f"{first.error} (results in {paths[0]})"
+        )
+    return 0
+
+
+class _RichObserver:
+    """Progress bars: one per server, advancing with established connections."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.tasks: dict[str, Any] = {}
+
+    def server_started(self, spec: ServerSpec, plateaus: Any) -> None:
+        self.tasks[spec.name] = self.progress.add_task(
+            f"{spec.name}: starting", total=max(plateaus)
+        )
+
+    def target_started(self, spec: ServerSpec, target: Any) -> None:
+        pass
+
+    def ramp(self, spec: ServerSpec, established: int, goal: int) -> None:
+        task = self.tasks.get(spec.name)
+        if task is not None:
+            self.progress.update(task, completed=established)
+
+    def plateau(self, spec: ServerSpec, plateau: Plateau) -> None:
+        self.progress.console.print(_plateau_line(spec, plateau))
+
+    def phase(self, spec: ServerSpec, text: str) -> None:
+        task = self.tasks.get(spec.name)
+        if task is not None:
+            self.progress.update(task, description=f"{spec.name}: {text}")
+
+    def server_done(self, spec: ServerSpec, result: ServerResult) -> None:
+        task = self.tasks.get(spec.name)
+        if task is not None:
+            self.progress.update(task, description=f"{spec.name}: done")
+        if result.error:
+            self.progress.console.print(f"  {spec.name}: [yellow]{result.error}[/yellow]")
+
+
+def _plateau_line(spec: ServerSpec, plateau: Plateau) -> str:
+    uss = f"{plateau.uss / 1e6:.1f} MB" if plateau.uss is not None else "?"
+    pss = f"{plateau.pss / 1e6:.1f} MB" if plateau.pss is not None else "?"
+    return f"  {spec.name}: {plateau.connections:>9,} connections  USS {uss}  PSS {pss}"
 
 
 class _PlainObserver:
-    """One line per plateau, for logs and pipes."""
+    """Whole lines only (for logs and pipes): an error never lands inside progress."""
 
     def server_started(self, spec: ServerSpec, plateaus: Any) -> None:
         print(f"{spec.name}: started", file=sys.stderr, flush=True)
+
+    def target_started(self, spec: ServerSpec, target: Any) -> None:
+        pass
 
     def ramp(self, spec: ServerSpec, established: int, goal: int) -> None:
         pass
 
     def plateau(self, spec: ServerSpec, plateau: Plateau) -> None:
-        uss = f"{plateau.uss / 1e6:.1f} MB" if plateau.uss is not None else "?"
-        print(
-            f"  {spec.name}: {plateau.connections:>9,} connections  USS {uss}",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(_plateau_line(spec, plateau), file=sys.stderr, flush=True)
 
     def phase(self, spec: ServerSpec, text: str) -> None:
         print(f"  {spec.name}: {text}", file=sys.stderr, flush=True)

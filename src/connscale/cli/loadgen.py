@@ -1,28 +1,44 @@
-"""``connscale loadgen``: open N real MCP connections, hold them, optionally drive traffic."""
+"""``connscale loadgen``: open N real connections in a chosen protocol, hold them, drive traffic."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
-HELP = "open and hold N real MCP connections against a server; optional request traffic"
+HELP = "open and hold N real connections (MCP, WebSocket, TCP, SSE, HTTP); optional traffic"
 DESCRIPTION = """\
-Open --connections real connections to --target (TCP: newline-delimited JSON-RPC; HTTP:
-MCP Streamable HTTP), perform the MCP handshake on each, and hold them. The connections
-are spread over several processes and loopback source addresses so that neither the
-per-process open-files limit nor the ephemeral ports of one address stop the run.
+Open --connections real connections to --target in --protocol and hold them. The
+connections are spread over several processes and loopback source addresses so that
+neither the per-process open-files limit nor the ephemeral ports of one address stop
+the run.
+
+Protocols: mcp (MCP over TCP: newline-delimited JSON-RPC, initialize handshake; the
+default), mcp-http (MCP Streamable HTTP), websocket (RFC 6455 handshake to --path, then
+held), tcp (raw TCP: held as soon as connected; --probe LINE sends a line each
+connection must answer), sse (GET --path with Accept: text/event-stream, held, events
+counted), http (one GET --path, then the idle keep-alive connection is held).
 
 With --rate (requests per second per connection, open loop) or --concurrency (requests
-in flight, closed loop) it drives a ping / tools/call mix for --duration seconds and
-prints throughput and latency percentiles (p50, p99, p99.9). Everything stops by itself.
+in flight, closed loop) it drives traffic for --duration seconds and prints throughput
+and latency percentiles (p50, p99, p99.9): MCP ping / tools/call (--mix), WebSocket
+ping or echo, the TCP probe line echoed, a repeated HTTP GET. Connections the server
+drops while they are held are counted with the first reason seen, and make the run fail
+(exit 2). Everything stops by itself.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from connscale.loadgen.protocols import PROTOCOL_NAMES
+
     parser.add_argument("--target", required=True, metavar="HOST:PORT")
-    parser.add_argument("--transport", choices=("tcp", "http"), default="tcp")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOL_NAMES, default="mcp", help="what the target speaks"
+    )
+    parser.add_argument(
+        "--path", help="HTTP path (websocket /, sse /events, http /, mcp-http /mcp)"
+    )
+    parser.add_argument("--probe", metavar="LINE", help="tcp: a line each connection must answer")
     parser.add_argument("--connections", type=int, required=True)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of traffic/hold")
     parser.add_argument("--rate", type=float, help="requests/s per connection (open loop)")
@@ -31,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mix",
-        default="ping",
-        help="request mix, e.g. ping=0.8,echo=0.2 (ping, echo, list, experts)",
+        help="request mix, e.g. ping=0.8,echo=0.2 (mcp: ping, echo, list, experts; "
+        "websocket: ping, echo; tcp: echo; http: get)",
     )
     parser.add_argument("--processes", type=int, help="client processes (default: planned)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to connect all")
@@ -49,10 +65,11 @@ def _parse_target(text: str) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from connscale.errors import ConfigurationError
-    from connscale.loadgen.client import parse_mix
+    from connscale.cli._progress import LineProgress
+    from connscale.errors import ConfigurationError, LoadError
     from connscale.loadgen.plan import plan_load, read_limits
     from connscale.loadgen.runner import LoadRunner
+    from connscale.loadgen.swarm import parse_mix
 
     host, port = _parse_target(args.target)
     if args.connections < 1:
@@ -61,52 +78,75 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError("--duration must be positive")
     if args.rate is not None and args.concurrency is not None:
         raise ConfigurationError("use --rate (open loop) or --concurrency (closed loop), not both")
-    mix = parse_mix(args.mix)
+    if args.probe is not None and args.protocol != "tcp":
+        raise ConfigurationError("--probe is for --protocol tcp")
     plan = plan_load(
         args.connections, limits=read_limits(), target_host=host, processes=args.processes
     )
-    print(f"plan: {plan.describe()}", file=sys.stderr)
-
-    def progress(established: int, goal: int, failed: int) -> None:
-        print(
-            f"\r  {established:,}/{goal:,} established, {failed} failed",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    report: dict[str, object] = {"target": args.target, "transport": args.transport}
     max_seconds = args.timeout + args.duration + 120.0
-    with LoadRunner(
-        plan, host, port, transport=args.transport, max_seconds=max_seconds, on_progress=progress
-    ) as runner:
-        grown = runner.grow_to(args.connections, timeout=args.timeout)
-        print(file=sys.stderr)
-        report["connections"] = grown.established
-        report["connect_seconds"] = round(grown.seconds, 3)
-        if args.rate is None and args.concurrency is None:
-            time.sleep(args.duration)  # hold the connections
-            report["held"] = runner.status().established
-        else:
-            result = runner.traffic(
-                duration=args.duration,
-                rate=args.rate,
-                concurrency=args.concurrency or 64,
-                mix=mix,
-            )
-            report.update(
-                requests=result.requests,
-                errors=result.errors,
-                skipped=result.skipped,
-                throughput_rps=round(result.throughput_rps, 1),
-                p50_ms=result.percentile_ms(50),
-                p99_ms=result.percentile_ms(99),
-                p999_ms=result.percentile_ms(99.9),
-                max_ms=result.max_ms(),
-            )
+    runner = LoadRunner(
+        plan,
+        host,
+        port,
+        protocol=args.protocol,
+        path=args.path,
+        probe=args.probe,
+        max_seconds=max_seconds,
+    )
+    traffic = args.rate is not None or args.concurrency is not None
+    mix_text = args.mix or runner.protocol.traffic_mix()
+    if traffic and mix_text is None:
+        raise ConfigurationError(
+            f"the {args.protocol} protocol has no request to time"
+            + (" without --probe" if args.protocol == "tcp" else "")
+        )
+    mix = parse_mix(mix_text, runner.protocol.request_kinds) if traffic and mix_text else ()
+    report: dict[str, object] = {"target": args.target, "protocol": args.protocol}
+    with LineProgress() as progress:
+        progress.line(f"plan: {plan.describe()}")
+
+        def on_progress(established: int, goal: int, failed: int) -> None:
+            progress.update(f"  {established:,}/{goal:,} established, {failed} failed")
+
+        runner.on_progress = on_progress
+        with runner:
+            grown = runner.grow_to(args.connections, timeout=args.timeout)
+            progress.end_line()
+            report["connections"] = grown.established
+            report["connect_seconds"] = round(grown.seconds, 3)
+            if not traffic:
+                time.sleep(args.duration)  # hold the connections
+                status = runner.status()
+                report["held"] = status.established
+            else:
+                result = runner.traffic(
+                    duration=args.duration,
+                    rate=args.rate,
+                    concurrency=args.concurrency or 64,
+                    mix=mix,
+                )
+                report.update(
+                    requests=result.requests,
+                    errors=result.errors,
+                    skipped=result.skipped,
+                    throughput_rps=round(result.throughput_rps, 1),
+                    p50_ms=result.percentile_ms(50),
+                    p99_ms=result.percentile_ms(99),
+                    p999_ms=result.percentile_ms(99.9),
+                    max_ms=result.max_ms(),
+                )
+                status = runner.status()
+            report["dropped"] = status.dropped
+            if status.events:
+                report["server_events"] = status.events
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         for key, value in report.items():
             print(f"{key:>16}: {value}")
+    if status.dropped:
+        raise LoadError(
+            f"the server dropped {status.dropped} of {grown.established} held connections "
+            f"(first: {status.first_drop})"
+        )
     return 0

@@ -1,4 +1,5 @@
-"""``connscale watch --pid PID``: a live view of a process's memory, trend and GC pauses."""
+"""``connscale watch --pid PID``: a live view of a server's memory, bytes per connection,
+growth trend and GC pauses (or a Prometheus export)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import argparse
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -14,21 +17,30 @@ if TYPE_CHECKING:
 
     from connscale.core.stats import TrendResult
     from connscale.gc import GCStatistics
-    from connscale.memory import KernelSockets
+    from connscale.memory import KernelSockets, MemorySample, ProcessSockets
     from connscale.monitor import Monitor
 
-HELP = "live view of a process's memory, growth trend and GC pauses (or Prometheus export)"
+HELP = "live view of a server's memory, bytes per connection, trend and GC pauses"
 DESCRIPTION = """\
-Watch a running process: USS/PSS (exact, every few ticks), RSS, anonymous memory, swap,
-open fds, the growth trend with its confidence interval, kernel TCP memory, and GC pauses
-(only for this process itself: another process's collector cannot be seen from outside).
-Sampling is adaptive: it slows down while memory is stable.
+Watch a running server: RSS, anonymous memory, swap and open fds every tick; USS and
+PSS (exact, every few ticks) summed over the process and its children (a server's
+workers: the PSS sum is the total with shared pages counted once); the sockets it holds
+and the kernel memory they account for; bytes per connection (the USS slope against its
+socket count over the watch window, once the count has moved); the growth trend with its
+confidence interval; kernel TCP memory (system-wide, labelled so); GC pauses (only for
+this process itself: another process's collector cannot be seen from outside). Sampling
+is adaptive: it slows down while memory is stable. --plain marks a figure that was read
+on an earlier tick with its age.
 
   connscale watch --pid 1234
   connscale watch --pid 1234 --prometheus-port 9464 --duration 3600
 
+Prometheus metrics carry a pid label; a figure that cannot be read is absent, not 0.
 Ctrl-C exits cleanly. A pid that does not exist is an error (exit 2).
 """
+
+#: Full readings kept for the bytes-per-connection fit (a bounded window).
+FIT_WINDOW = 720
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,12 +81,48 @@ def trend_text(result: TrendResult | None) -> str:
     return f"{_size(per_hour)}/h [{_size(low)}, {_size(high)}] {verdict}"
 
 
+@dataclass
+class Exact:
+    """What the exact (full) readings add: process count, sockets, the per-connection fit."""
+
+    processes: int = 1
+    sockets: ProcessSockets | None = None
+    full_tick: int = -1  # the tick of the newest full reading
+    points: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=FIT_WINDOW))
+
+    def age(self, monitor: Monitor) -> int | None:
+        """Ticks since the newest full reading (0: this one), None before the first."""
+        return None if self.full_tick < 0 else monitor.ticks - 1 - self.full_tick
+
+    def bytes_per_connection(self) -> float | None:
+        """USS slope against the socket count over the window; None until the count moved."""
+        from connscale.core.stats import scaling
+        from connscale.errors import ConfigurationError
+
+        if len({sockets for sockets, _ in self.points}) < 2:
+            return None
+        try:
+            return scaling(list(self.points)).marginal_bytes
+        except ConfigurationError:
+            return None
+
+
+def connection_text(exact: Exact | None) -> str:
+    if exact is None:
+        return "n/a"
+    value = exact.bytes_per_connection()
+    if value is None:
+        return "n/a until the connection count changes"
+    return f"{value:,.0f} B (USS slope over {len(exact.points)} readings)"
+
+
 def build_view(
     monitor: Monitor,
     *,
     trend: TrendResult | None,
     gc: GCStatistics | None,
     kernel: KernelSockets | None,
+    exact: Exact | None = None,
 ) -> Table:
     """The live table (a pure function of the monitor's state, so it is tested directly)."""
     from rich.table import Table
@@ -83,18 +131,29 @@ def build_view(
     table = Table(title=f"connscale watch: pid {last.pid if last else '?'}", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value", justify="right")
+    processes = exact.processes if exact else 1
+    summed = f", sum of {processes} processes" if processes > 1 else ""
     if last is not None:
         table.add_row("RSS", _size(last.rss))
         table.add_row("anonymous", _size(last.anon))
-        table.add_row("USS (exact, last full read)", _size(full.uss if full else None))
-        table.add_row("PSS (exact, last full read)", _size(full.pss if full else None))
+        table.add_row(f"USS (exact, last full read{summed})", _size(full.uss if full else None))
+        table.add_row(f"PSS total (exact{summed})", _size(full.pss if full else None))
         table.add_row("swap", _size(last.swap))
         table.add_row("open fds", "n/a" if last.fds is None else f"{last.fds:,}")
+    sockets = exact.sockets if exact else None
+    if sockets is not None:
+        kernel_part = (
+            f", kernel {_size(sockets.kernel_bytes)} ({_size(sockets.bytes_per_socket)}/socket)"
+            if sockets.kernel_bytes is not None
+            else f", kernel n/a ({sockets.reason})"
+        )
+        table.add_row("sockets held", f"{sockets.sockets:,}{kernel_part}")
+    table.add_row("bytes per connection", connection_text(exact))
     table.add_row("trend (anonymous)", trend_text(trend))
     table.add_row("samples / next in", f"{monitor.ticks} / {monitor.interval:.1f} s")
     if kernel is not None and kernel.available:
-        table.add_row("kernel TCP sockets (system)", f"{kernel.tcp_inuse:,}")
-        table.add_row("kernel TCP memory (system)", _size(kernel.tcp_mem_bytes))
+        table.add_row("kernel TCP sockets (SYSTEM-WIDE)", f"{kernel.tcp_inuse:,}")
+        table.add_row("kernel TCP memory (SYSTEM-WIDE)", _size(kernel.tcp_mem_bytes))
     else:
         reason = kernel.reason if kernel is not None else "not read"
         table.add_row("kernel TCP memory", f"n/a ({reason})")
@@ -110,16 +169,35 @@ def build_view(
     return table
 
 
-def plain_line(monitor: Monitor, trend: TrendResult | None) -> str:
+def plain_line(monitor: Monitor, trend: TrendResult | None, exact: Exact | None = None) -> str:
     last = monitor.last
     if last is None:
         return "no sample yet"
+    full = monitor.last_full
+    age = exact.age(monitor) if exact is not None else None
+    stale = f" ({age} ticks old)" if age else ""
+    uss = _size(full.uss if full else None)
+    pss = _size(full.pss if full else None)
+    sockets = exact.sockets.sockets if exact and exact.sockets else None
     return (
         f"pid {last.pid} rss {_size(last.rss)} anon {_size(last.anon)} "
-        f"uss {_size(monitor.last_full.uss if monitor.last_full else None)} "
-        f"fds {last.fds if last.fds is not None else 'n/a'} trend {trend_text(trend)} "
+        f"uss {uss}{stale} pss {pss}{stale} "
+        f"fds {last.fds if last.fds is not None else 'n/a'} "
+        f"sockets {sockets if sockets is not None else 'n/a'} "
+        f"per-conn {connection_text(exact)} trend {trend_text(trend)} "
         f"next {monitor.interval:.1f}s"
     )
+
+
+def group_reader(pid: int, exact: Exact, clock: Callable[[], float]) -> Callable[[], MemorySample]:
+    """A full reading of ``pid`` and its descendants (a server's workers), summed."""
+    from connscale.memory import sample_tree
+
+    def read() -> MemorySample:
+        sample, exact.processes = sample_tree(pid, clock=clock)
+        return sample
+
+    return read
 
 
 def run(
@@ -132,9 +210,9 @@ def run(
     from rich.live import Live
 
     from connscale.core.monitor_policy import AdaptiveSampling
-    from connscale.errors import ConfigurationError, ProcessGoneError
+    from connscale.errors import ConfigurationError, MeasurementError, ProcessGoneError
     from connscale.gc import PauseRecorder
-    from connscale.memory import MemoryReader, kernel_sockets
+    from connscale.memory import MemoryReader, descendants, kernel_sockets, process_sockets
     from connscale.monitor import Monitor
     from connscale.prometheus import MetricsExporter, MetricsServer
 
@@ -147,12 +225,17 @@ def run(
     policy = AdaptiveSampling(
         base_interval=args.interval, max_interval=max(args.max_interval, args.interval)
     )
-    monitor = Monitor(sampler=reader.sample_quick, full_sampler=reader.sample, policy=policy)
+    exact = Exact()
+    monitor = Monitor(
+        sampler=reader.sample_quick,
+        full_sampler=group_reader(args.pid, exact, clock),
+        policy=policy,
+    )
     recorder = PauseRecorder() if args.pid == os.getpid() else None
     exporter: MetricsExporter | None = None
     server: MetricsServer | None = None
     if args.prometheus_port is not None:
-        exporter = MetricsExporter()
+        exporter = MetricsExporter(pid=args.pid)
         server = exporter.serve(args.prometheus_port)
         monitor.add_listener(exporter.observe_sample)
         if recorder is not None:
@@ -165,11 +248,31 @@ def run(
     if recorder is not None:
         recorder.start()
 
+    def trend_field() -> str:
+        return "anon" if monitor.last and monitor.last.anon else "rss"
+
     def trend_now() -> TrendResult | None:
         try:
-            return monitor.trend("anon" if monitor.last and monitor.last.anon else "rss")
+            return monitor.trend(trend_field())
         except ConfigurationError:
             return None  # fewer than 2 samples so far
+
+    def after_full() -> None:
+        """Count the sockets at each exact reading: the x of the per-connection fit."""
+        exact.full_tick = monitor.ticks - 1
+        full = monitor.last_full
+        try:
+            exact.sockets = process_sockets([args.pid, *descendants(args.pid)])
+        except MeasurementError:
+            exact.sockets = None
+            return
+        if full is not None and full.uss is not None:
+            exact.points.append((float(exact.sockets.sockets), float(full.uss)))
+        if exporter is not None:
+            exporter.observe_sockets(exact.sockets, pid=args.pid)
+            value = exact.bytes_per_connection()
+            if value is not None:
+                exporter.set_bytes_per_connection(value)
 
     live: Live | None = None
     try:
@@ -183,16 +286,20 @@ def run(
                 raise ProcessGoneError(
                     f"process {args.pid} exited after {clock() - started:.0f} s of watching"
                 ) from None
+            if monitor.last is monitor.last_full:
+                after_full()
             trend = trend_now()
             kernel = kernel_sockets()
             if exporter is not None:
                 exporter.observe_kernel(kernel)
+                if trend is not None:
+                    exporter.observe_trend(trend, kind=trend_field())
             gc_stats = recorder.statistics() if recorder is not None else None
             if live is not None:
-                view = build_view(monitor, trend=trend, gc=gc_stats, kernel=kernel)
+                view = build_view(monitor, trend=trend, gc=gc_stats, kernel=kernel, exact=exact)
                 live.update(view, refresh=True)
             else:
-                print(plain_line(monitor, trend), flush=True)
+                print(plain_line(monitor, trend, exact), flush=True)
             if deadline is not None:
                 remaining = deadline - clock()
                 if remaining <= 0:

@@ -92,6 +92,15 @@ class CacheStatistics:
         }
 
 
+def _check_hashable(key: object) -> None:
+    try:
+        hash(key)
+    except TypeError:
+        raise TypeError(
+            f"cache keys must be hashable; {type(key).__name__} is not (use a tuple or a str)"
+        ) from None
+
+
 def _positive(name: str, value: float | None, *, integer: bool) -> None:
     if value is None:
         return
@@ -272,6 +281,8 @@ class TTLCache(MutableMapping[K, V]):
                 "split it into batches of at most max_items"
             )
         if self._max_bytes is not None:
+            for key, _ in batch:
+                _check_hashable(key)
             total = sum(self._entry_size(key, value) for key, value in batch)
             if total > self._max_bytes:
                 raise BatchTooLargeError(
@@ -301,6 +312,7 @@ class TTLCache(MutableMapping[K, V]):
             self._expire_some(now)
         size = 0
         if self._count_bytes:
+            _check_hashable(key)  # an unhashable key is a key error, not a size error
             size = self._entry_size(key, value)
             if self._max_bytes is not None and size > self._max_bytes:
                 raise CacheError(

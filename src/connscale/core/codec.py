@@ -98,7 +98,16 @@ def _pending_order(request_id: int | str) -> tuple[bool, int | str]:
 
 
 def encode_session(session: Session) -> bytes:
-    """The compact binary form of ``session`` (see the module docstring for the layout)."""
+    """The compact binary form of ``session`` (see the module docstring for the layout).
+
+    TypeError when ``session`` is not a ``Session`` (a SessionTable row is not one either:
+    ``table.session(slot)`` gives the Session to encode).
+    """
+    if not isinstance(session, Session):
+        raise TypeError(
+            f"encode_session needs a Session, got {type(session).__name__}; "
+            "for a SessionTable row, encode table.session(slot)"
+        )
     created_at = session.created_at
     # A positive whole number as an int is shorter (uint32 for today's epoch) and still exact
     # (-0.0 and non-finite values keep the float form).

@@ -288,8 +288,10 @@ class BufferPool:
     """Reusable ``bytearray`` buffers in power-of-two size classes, lent as ``memoryview``.
 
     ``acquire(size)`` returns a writable view of exactly ``size`` bytes over a pooled buffer
-    of the smallest class that fits. Requests above ``max_size`` get a fresh, unpooled
-    buffer (counted as ``oversize``). Buffer contents are not cleared between users.
+    of the smallest class that fits. A request above the largest class (``max_size``) is
+    refused unless ``max_acquire`` allows it: then it gets a fresh, unpooled buffer (counted
+    as ``oversize``). The bound keeps a wrong length (a peer's size field, say) from
+    allocating gigabytes. Buffer contents are not cleared between users.
     """
 
     __slots__ = (
@@ -297,6 +299,7 @@ class BufferPool:
         "_dropped",
         "_free",
         "_lock",
+        "_max_acquire",
         "_max_pooled_bytes",
         "_max_size",
         "_min_size",
@@ -314,10 +317,14 @@ class BufferPool:
         min_size: int = 4096,
         max_size: int = 1 << 20,
         max_pooled_bytes: int = 16 << 20,
+        max_acquire: int | None = None,
         thread_safe: bool = True,
     ) -> None:
         min_size = _check_size("min_size", min_size, minimum=1)
         max_size = _check_size("max_size", max_size, minimum=1)
+        if max_acquire is None:
+            max_acquire = max_size
+        max_acquire = _check_size("max_acquire", max_acquire, minimum=max_size)
         self._max_pooled_bytes = _check_size("max_pooled_bytes", max_pooled_bytes, minimum=0)
         for name, value in (("min_size", min_size), ("max_size", max_size)):
             if value & (value - 1):
@@ -326,6 +333,7 @@ class BufferPool:
             raise ConfigurationError(f"min_size ({min_size}) must be <= max_size ({max_size})")
         self._min_size = min_size
         self._max_size = max_size
+        self._max_acquire = max_acquire
         self._lock: _thread.LockType | None = _thread.allocate_lock() if thread_safe else None
         # class size -> stack of free buffers of exactly that length
         self._free: dict[int, list[bytearray]] = {}
@@ -350,6 +358,8 @@ class BufferPool:
         """A writable view of exactly ``size`` bytes over a pooled (or fresh) bytearray."""
         if type(size) is not int or size < 0:
             raise ConfigurationError(f"size must be a non-negative int, got {size!r}")
+        if size > self._max_acquire:
+            raise ConfigurationError(self._too_large(size))
         capacity = self._min_size if size <= self._min_size else 1 << (size - 1).bit_length()
         lock = self._lock
         if lock is not None:
@@ -377,6 +387,21 @@ class BufferPool:
                 lock.release()
         view = memoryview(buf)
         return view if size == capacity else view[:size]
+
+    def _too_large(self, size: int) -> str:
+        if self._max_acquire > self._max_size:
+            limit = f"max_acquire ({self._max_acquire:,} bytes)"
+        else:
+            limit = f"the largest buffer class (max_size {self._max_size:,} bytes)"
+        return (
+            f"a buffer of {size:,} bytes is over {limit}; refuse the input that asked for "
+            "it, or raise max_acquire to serve larger requests unpooled"
+        )
+
+    @property
+    def max_acquire(self) -> int:
+        """The largest size ``acquire`` serves."""
+        return self._max_acquire
 
     def release(self, view: memoryview) -> None:
         """Give back a view from ``acquire``; the view is released and must not be used."""

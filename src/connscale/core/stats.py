@@ -70,12 +70,17 @@ class ScalingResult:
         max_marginal_bytes: float | None = None,
         max_cv: float | None = None,
         max_total: float | None = None,
+        *,
+        unit: str = "connection",
     ) -> Verdict:
-        """Judge the fit against limits; ``max_total`` bounds the largest measured memory."""
+        """Judge the fit against limits; ``max_total`` bounds the largest measured memory.
+
+        ``unit`` names what the x axis counts, in the reasons ("per connection", "per unit").
+        """
         reasons: list[str] = []
         if max_marginal_bytes is not None and self.marginal_bytes > max_marginal_bytes:
             reasons.append(
-                f"marginal {self.marginal_bytes:,.0f} B per connection exceeds "
+                f"marginal {self.marginal_bytes:,.0f} B per {unit} exceeds "
                 f"{max_marginal_bytes:,.0f} B"
             )
         if max_cv is not None:

@@ -9,7 +9,6 @@ traffic phases and merges their latency histograms. Every wait is bounded; ``clo
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import selectors
@@ -20,11 +19,19 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
+
+import msgspec
 
 from connscale.errors import ConfigurationError, LoadError, TargetRefusedError
-from connscale.loadgen.client import TrafficResult, parse_mix
+from connscale.loadgen.messages import Command, WorkerConfig, WorkerEvent
 from connscale.loadgen.plan import LoadPlan
+from connscale.loadgen.protocols import ProtocolOptions, make_protocol
+from connscale.loadgen.swarm import SwarmStatus, parse_mix
+from connscale.loadgen.traffic import TrafficResult
+
+_event_decoder = msgspec.json.Decoder(WorkerEvent)
+_encoder = msgspec.json.Encoder()
 
 #: Called with (established, goal, failed) while connections open.
 ProgressCallback = Callable[[int, int, int], None]
@@ -32,7 +39,7 @@ ProgressCallback = Callable[[int, int, int], None]
 
 @dataclass(frozen=True, slots=True)
 class GrowResult:
-    """Where a ramp step ended."""
+    """Where a ramp step ended; ``dropped`` counts held connections lost since the start."""
 
     goal: int
     established: int
@@ -41,10 +48,13 @@ class GrowResult:
     seconds: float
     failures: dict[str, int]
     first_error: str | None
+    drops: dict[str, int]
+    first_drop: str | None
+    events: int = 0  # messages the server sent unasked (SSE events, WebSocket pushes)
 
 
 class _WorkerProcess:
-    __slots__ = ("buffer", "capacity", "events", "index", "process", "stdout")
+    __slots__ = ("buffer", "capacity", "index", "process", "stdout")
 
     def __init__(self, index: int, capacity: int, process: subprocess.Popen[bytes]) -> None:
         self.index = index
@@ -53,7 +63,6 @@ class _WorkerProcess:
         assert process.stdout is not None
         self.stdout: IO[bytes] = process.stdout
         self.buffer = b""
-        self.events: list[dict[str, Any]] = []
 
 
 class LoadRunner:
@@ -65,19 +74,24 @@ class LoadRunner:
         host: str,
         port: int,
         *,
-        transport: str = "tcp",
+        protocol: str = "mcp",
+        path: str | None = None,
+        probe: str | None = None,
         max_seconds: float = 3600.0,
         max_handshakes: int = 256,
         handshake_timeout: float = 15.0,
         on_progress: ProgressCallback | None = None,
         python: str = sys.executable,
     ) -> None:
-        if transport not in ("tcp", "http"):
-            raise ConfigurationError(f"transport must be 'tcp' or 'http', not {transport!r}")
+        # Built here once so that a bad protocol, path or probe fails before any process starts.
+        self.protocol = make_protocol(
+            protocol, ProtocolOptions(host=host, port=port, path=path, probe=probe)
+        )
         self.plan = plan
         self.host = host
         self.port = port
-        self.transport = transport
+        self._path = path
+        self._probe = probe
         self.max_seconds = max_seconds
         self.on_progress = on_progress
         self._max_handshakes = max_handshakes
@@ -85,7 +99,7 @@ class LoadRunner:
         self._python = python
         self._workers: list[_WorkerProcess] = []
         self._selector = selectors.DefaultSelector()
-        self._statuses: dict[int, dict[str, Any]] = {}
+        self._statuses: dict[int, SwarmStatus] = {}
         self._goal = 0
 
     # --- lifetime -----------------------------------------------------------------------------
@@ -96,18 +110,20 @@ class LoadRunner:
             return
         handshakes = max(16, self._max_handshakes // max(1, self.plan.processes))
         for worker in self.plan.workers:
-            config = {
-                "host": self.host,
-                "port": self.port,
-                "transport": self.transport,
-                "sources": [[share.address, share.connections] for share in worker.sources],
-                "max_handshakes": handshakes,
-                "handshake_timeout": self._handshake_timeout,
-                "deadline_s": self.max_seconds,
-                "seed": worker.index,
-            }
+            config = WorkerConfig(
+                host=self.host,
+                port=self.port,
+                protocol=self.protocol.name,
+                path=self._path,
+                probe=self._probe,
+                sources=[(share.address, share.connections) for share in worker.sources],
+                max_handshakes=handshakes,
+                handshake_timeout=self._handshake_timeout,
+                deadline_s=self.max_seconds,
+                seed=worker.index,
+            )
             process = subprocess.Popen(
-                [self._python, "-m", "connscale.loadgen.worker", json.dumps(config)],
+                [self._python, "-m", "connscale.loadgen.worker", _encoder.encode(config).decode()],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 process_group=0,
@@ -120,7 +136,7 @@ class LoadRunner:
     def close(self, timeout: float = 10.0) -> None:
         """Close every connection and end every worker (killed if it does not stop)."""
         for handle in self._workers:
-            self._send(handle, {"cmd": "close"})
+            self._send(handle, Command(cmd="close"))
             if handle.process.stdin is not None:
                 with contextlib.suppress(OSError):
                     handle.process.stdin.close()
@@ -175,30 +191,44 @@ class LoadRunner:
         started = time.monotonic()
         self._goal = total
         for handle, share in zip(self._workers, self.split(total), strict=True):
-            self._send(handle, {"cmd": "grow", "target": share})
+            self._send(handle, Command(cmd="grow", target=share))
         self._collect("grown", timeout=timeout, progress=True)
         result = self._grow_result(total, time.monotonic() - started)
         if refuse and result.established < total:
-            raise TargetRefusedError(
-                f"{self.host}:{self.port} held only {result.established} of {total} "
-                f"connections ({result.failed} failed: {_describe(result.failures)}; "
-                f"first: {result.first_error or 'none'})"
-            )
+            raise TargetRefusedError(self._refusal(result))
         return result
+
+    def _refusal(self, result: GrowResult) -> str:
+        text = (
+            f"{self.host}:{self.port} held only {result.established} of {result.goal} "
+            f"connections ({result.failed} failed: {_describe(result.failures)}; "
+            f"first: {result.first_error or 'none'})"
+        )
+        if result.dropped:
+            text += f"; {result.dropped} dropped after connecting (first: {result.first_drop})"
+        refused_outright = set(result.failures) <= {"ECONNREFUSED", "ETIMEDOUT", "EADDRNOTAVAIL"}
+        if result.established == 0 and not refused_outright:
+            from connscale.loadgen.protocols import PROTOCOL_NAMES
+
+            text += (
+                f"; does the target speak {self.protocol.name}? choose what it speaks with "
+                f"--protocol ({', '.join(PROTOCOL_NAMES)})"
+            )
+        return text
 
     def shrink_to(self, total: int, *, timeout: float = 60.0) -> GrowResult:
         """Close connections until ``total`` remain."""
         started = time.monotonic()
         self._goal = total
         for handle, share in zip(self._workers, self.split(total), strict=True):
-            self._send(handle, {"cmd": "shrink", "target": share})
+            self._send(handle, Command(cmd="shrink", target=share))
         self._collect("shrunk", timeout=timeout, progress=False)
         return self._grow_result(total, time.monotonic() - started)
 
     def status(self, *, timeout: float = 10.0) -> GrowResult:
         """Ask every worker how many connections it holds now."""
         for handle in self._workers:
-            self._send(handle, {"cmd": "status"})
+            self._send(handle, Command(cmd="status"))
         self._collect("status", timeout=timeout, progress=False)
         return self._grow_result(self._goal, 0.0)
 
@@ -215,42 +245,41 @@ class LoadRunner:
         ``rate`` is requests per second per connection (open loop); without it the
         ``concurrency`` requests in flight (shared over the workers) give a closed loop.
         """
-        kinds = parse_mix(mix) if isinstance(mix, str) else tuple(mix)
+        kinds = self.protocol.request_kinds
+        parsed = parse_mix(mix, kinds) if isinstance(mix, str) else tuple(mix)
         per_worker = max(1, math.ceil(concurrency / max(1, len(self._workers))))
         for handle in self._workers:
-            self._send(
-                handle,
-                {
-                    "cmd": "traffic",
-                    "duration": duration,
-                    "rate": rate,
-                    "concurrency": per_worker,
-                    "mix": [list(kind) for kind in kinds],
-                },
+            command = Command(
+                cmd="traffic",
+                duration=duration,
+                rate=rate,
+                concurrency=per_worker,
+                mix=[(name, weight) for name, weight in parsed],
             )
+            self._send(handle, command)
         replies = self._collect("traffic", timeout=duration + 30.0, progress=False)
         merged = TrafficResult()
         for reply in replies:
-            merged.merge(TrafficResult.from_dict(reply["result"]))
+            merged.merge(TrafficResult.from_dict(reply.result or {}))
         return merged
 
     # --- plumbing -----------------------------------------------------------------------------
 
-    def _send(self, handle: _WorkerProcess, command: dict[str, Any]) -> None:
+    def _send(self, handle: _WorkerProcess, command: Command) -> None:
         stdin = handle.process.stdin
         if stdin is None or stdin.closed:
             return
         try:
-            stdin.write(json.dumps(command).encode() + b"\n")
+            stdin.write(_encoder.encode(command) + b"\n")
             stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # the worker is gone; _collect reports it
 
-    def _collect(self, event: str, *, timeout: float, progress: bool) -> list[dict[str, Any]]:
+    def _collect(self, event: str, *, timeout: float, progress: bool) -> list[WorkerEvent]:
         """Wait until every worker sent ``event``; bounded by ``timeout``."""
         deadline = time.monotonic() + timeout
         waiting = {handle.index for handle in self._workers}
-        replies: list[dict[str, Any]] = []
+        replies: list[WorkerEvent] = []
         while waiting:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -261,10 +290,11 @@ class LoadRunner:
             for key, _ in self._selector.select(min(left, 0.25)):
                 handle: _WorkerProcess = key.data
                 for message in self._read_events(handle):
-                    status = message.get("status")
-                    if isinstance(status, dict):
-                        self._statuses[handle.index] = status
-                    kind = message.get("event")
+                    if message.status is not None:
+                        self._statuses[handle.index] = message.status
+                    kind = message.event
+                    if kind == "error":
+                        raise LoadError(f"load worker {handle.index}: {message.message}")
                     if kind == event and handle.index in waiting:
                         waiting.discard(handle.index)
                         replies.append(message)
@@ -275,44 +305,56 @@ class LoadRunner:
                         )
             if progress and self.on_progress is not None:
                 totals = self._totals()
-                self.on_progress(totals["established"], self._goal, totals["failed"])
+                self.on_progress(totals.established, self._goal, totals.failed)
         return replies
 
-    def _read_events(self, handle: _WorkerProcess) -> list[dict[str, Any]]:
+    def _read_events(self, handle: _WorkerProcess) -> list[WorkerEvent]:
         try:
             data = os.read(handle.stdout.fileno(), 1 << 16)
         except BlockingIOError:
             return []
         if not data:
             self._selector.unregister(handle.stdout)
-            return [{"event": "exited"}]
+            return [WorkerEvent(event="exited")]
         handle.buffer += data
         *lines, handle.buffer = handle.buffer.split(b"\n")
-        return [json.loads(line) for line in lines if line.strip()]
+        try:
+            return [_event_decoder.decode(line) for line in lines if line.strip()]
+        except msgspec.DecodeError as exc:
+            raise LoadError(
+                f"load worker {handle.index} sent a line that is not an event: {exc}"
+            ) from None
 
-    def _totals(self) -> dict[str, int]:
-        totals = {"established": 0, "failed": 0, "dropped": 0}
+    def _totals(self) -> SwarmStatus:
+        """Every worker's last status, added up (reasons merged, first reasons kept)."""
+        total = SwarmStatus(goal=self._goal)
         for status in self._statuses.values():
-            for key in totals:
-                totals[key] += int(status.get(key, 0))
-        return totals
+            total.established += status.established
+            total.connecting += status.connecting
+            total.failed += status.failed
+            total.dropped += status.dropped
+            total.events += status.events
+            for reason, count in status.failures.items():
+                total.failures[reason] = total.failures.get(reason, 0) + count
+            for reason, count in status.drops.items():
+                total.drops[reason] = total.drops.get(reason, 0) + count
+            total.first_error = total.first_error or status.first_error
+            total.first_drop = total.first_drop or status.first_drop
+        return total
 
     def _grow_result(self, goal: int, seconds: float) -> GrowResult:
         totals = self._totals()
-        failures: dict[str, int] = {}
-        first_error = None
-        for status in self._statuses.values():
-            for reason, count in dict(status.get("failures", {})).items():
-                failures[reason] = failures.get(reason, 0) + int(count)
-            first_error = first_error or status.get("first_error")
         return GrowResult(
             goal,
-            totals["established"],
-            totals["failed"],
-            totals["dropped"],
+            totals.established,
+            totals.failed,
+            totals.dropped,
             seconds,
-            failures,
-            first_error,
+            totals.failures,
+            totals.first_error,
+            totals.drops,
+            totals.first_drop,
+            totals.events,
         )
 
 

@@ -1,25 +1,34 @@
 """One load-generator process: a Swarm driven by JSON-line commands on stdin.
 
-Run as ``python -m connscale.loadgen.worker CONFIG_JSON``. Commands (one JSON object a
-line): ``grow``/``shrink`` with ``target``, ``traffic`` with ``duration``, ``rate``,
-``concurrency``, ``mix``, ``status`` and ``close``. Replies and progress go to stdout,
-one JSON object a line. The worker stops by itself when stdin closes (its runner is
-gone) or its ``deadline_s`` passes, closing every socket: it never outlives a run.
+Run as ``python -m connscale.loadgen.worker CONFIG_JSON`` (a ``WorkerConfig``). Commands
+(one JSON object a line): ``grow``/``shrink`` with ``target``, ``traffic`` with
+``duration``, ``rate``, ``concurrency``, ``mix``, ``status`` and ``close``. Replies and
+progress go to stdout, one ``WorkerEvent`` a line. Both directions are typed msgspec
+records, so a malformed line is refused where it is read. The worker stops by itself when
+stdin closes (its runner is gone) or its ``deadline_s`` passes, closing every socket: it
+never outlives a run.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys
 import time
 from typing import Any
 
-from connscale.loadgen.client import Swarm
+import msgspec
+
+from connscale.errors import ConfigurationError
+from connscale.loadgen.messages import Command, WorkerConfig, WorkerEvent
+from connscale.loadgen.swarm import Swarm
 
 #: How often a growing worker reports progress.
 PROGRESS_INTERVAL_S = 0.25
+
+
+_command_decoder = msgspec.json.Decoder(Command)
+_encoder = msgspec.json.Encoder()
 
 
 def raise_open_files_limit() -> int:
@@ -34,18 +43,19 @@ def raise_open_files_limit() -> int:
 class Worker:
     """Reads commands, drives the swarm, writes events."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: WorkerConfig) -> None:
         self.swarm = Swarm(
-            str(config["host"]),
-            int(config["port"]),
-            transport=str(config.get("transport", "tcp")),
-            sources=[(source, int(count)) for source, count in config["sources"]],
-            max_handshakes=int(config.get("max_handshakes", 256)),
-            handshake_timeout=float(config.get("handshake_timeout", 15.0)),
-            path=str(config.get("path", "/mcp")),
-            seed=int(config.get("seed", 0)),
+            config.host,
+            config.port,
+            protocol=config.protocol,
+            path=config.path,
+            probe=config.probe,
+            sources=config.sources,
+            max_handshakes=config.max_handshakes,
+            handshake_timeout=config.handshake_timeout,
+            seed=config.seed,
         )
-        self.deadline = time.monotonic() + float(config.get("deadline_s", 3600.0))
+        self.deadline = time.monotonic() + config.deadline_s
         self.running = True
         self.growing = False
         self.in_traffic = False
@@ -57,7 +67,7 @@ class Worker:
 
     def emit(self, event: str, **fields: Any) -> None:
         try:
-            sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+            sys.stdout.buffer.write(_encoder.encode(WorkerEvent(event=event, **fields)) + b"\n")
             sys.stdout.flush()
         except (BrokenPipeError, ValueError):
             self.running = False  # the runner went away: nobody left to tell
@@ -74,27 +84,29 @@ class Worker:
         while b"\n" in self.pending:
             line, self.pending = self.pending.split(b"\n", 1)
             if line.strip():
-                self.handle(json.loads(line))
+                try:
+                    self.handle(_command_decoder.decode(line))
+                except (msgspec.DecodeError, ConfigurationError) as exc:
+                    self.emit("error", message=str(exc))
 
-    def handle(self, command: dict[str, Any]) -> None:
-        name = command.get("cmd")
+    def handle(self, command: Command) -> None:
+        name = command.cmd
         if name == "grow":
-            self.swarm.grow(int(command["target"]))
+            self.swarm.grow(command.target)
             self.growing = True
         elif name == "shrink":
-            self.swarm.shrink(int(command["target"]))
-            self.emit("shrunk", status=self.swarm.status().to_dict())
+            self.swarm.shrink(command.target)
+            self.emit("shrunk", status=self.swarm.status())
         elif name == "traffic":
-            rate = command.get("rate")
             self.swarm.start_traffic(
-                duration=float(command["duration"]),
-                rate=None if rate is None else float(rate),
-                concurrency=int(command.get("concurrency", 32)),
-                mix=[(str(kind), float(weight)) for kind, weight in command["mix"]],
+                duration=command.duration,
+                rate=command.rate,
+                concurrency=command.concurrency,
+                mix=command.mix,
             )
             self.in_traffic = True
         elif name == "status":
-            self.emit("status", status=self.swarm.status().to_dict())
+            self.emit("status", status=self.swarm.status())
         elif name == "close":
             self.running = False
         else:
@@ -111,10 +123,10 @@ class Worker:
                 if self.growing:
                     if not self.swarm.growing:
                         self.growing = False
-                        self.emit("grown", status=self.swarm.status().to_dict())
+                        self.emit("grown", status=self.swarm.status())
                     elif now - self.last_progress >= PROGRESS_INTERVAL_S:
                         self.last_progress = now
-                        self.emit("progress", status=self.swarm.status().to_dict())
+                        self.emit("progress", status=self.swarm.status())
                 if self.in_traffic:
                     result = self.swarm.traffic_result()
                     if result is not None:
@@ -122,15 +134,21 @@ class Worker:
                         self.emit("traffic", result=result.to_dict())
         finally:
             self.swarm.close_all()
-            self.emit("closed")
+            self.emit("closed", status=self.swarm.status())
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m connscale.loadgen.worker CONFIG_JSON", file=sys.stderr)
         return 2
-    raise_open_files_limit()
-    Worker(json.loads(argv[0])).run()
+    try:
+        config = msgspec.json.decode(argv[0], type=WorkerConfig)
+        raise_open_files_limit()
+        worker = Worker(config)
+    except (msgspec.DecodeError, ConfigurationError) as exc:
+        print(f"connscale load worker: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    worker.run()
     return 0
 
 

@@ -63,14 +63,16 @@ def _marginal(server: ServerResult) -> tuple[str, str, str, str]:
 
 SUMMARY_HEADER = (
     "server",
-    "transport",
+    "protocol",
     "workers",
     "max connections",
-    "marginal per connection",
+    "marginal per connection (USS)",
     "fixed overhead",
     "R²",
     "step CV",
-    "kernel per socket",
+    "total PSS at max",
+    "kernel per socket (its own sockets)",
+    "load generator per connection",
     "throughput",
     "p99 latency",
     "GC p99 pause",
@@ -82,19 +84,23 @@ def summary_rows(run: Run) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for server in run.servers:
         marginal, overhead, r2, cv = _marginal(server)
+        if not server.complete and server.plateaus:
+            marginal = overhead = r2 = cv = "partial run: none"
         traffic = server.traffic
         latency = server.latency if server.latency is not None else traffic
         rows.append(
             (
                 server.name,
-                server.transport,
+                server.protocol,
                 str(server.workers),
                 _num(server.max_connections),
                 marginal,
                 overhead,
                 r2,
                 cv,
+                _bytes(server.pss_total),
                 _num(server.kernel_bytes_per_socket, ",.0f", " B"),
+                _num(server.loadgen_bytes_per_connection, ",.0f", " B"),
                 GAP if traffic is None else f"{traffic.throughput_rps:,.0f} req/s",
                 GAP if latency is None else _num(latency.p99_ms, ".2f", " ms"),
                 GAP if server.gc is None else _num(server.gc.p99_ms, ".3f", " ms"),
@@ -103,7 +109,17 @@ def summary_rows(run: Run) -> list[tuple[str, ...]]:
     return rows
 
 
-PLATEAU_HEADER = ("connections", "USS", "PSS", "RSS", "kernel TCP", "samples")
+PLATEAU_HEADER = (
+    "connections",
+    "USS",
+    "PSS",
+    "RSS",
+    "its sockets",
+    "their kernel memory",
+    "kernel TCP (system-wide)",
+    "load generator USS",
+    "samples",
+)
 
 
 def plateau_rows(server: ServerResult) -> list[tuple[str, ...]]:
@@ -113,7 +129,10 @@ def plateau_rows(server: ServerResult) -> list[tuple[str, ...]]:
             _bytes(p.uss),
             _bytes(p.pss),
             _bytes(p.rss),
+            _num(p.server_sockets),
+            _bytes(p.kernel_bytes),
             _bytes(p.kernel_tcp_bytes),
+            _bytes(p.loadgen_uss),
             str(p.samples),
         )
         for p in server.plateaus
@@ -164,9 +183,10 @@ def render_markdown(run: Run) -> str:
         "",
         "Marginal = least-squares slope of memory against live connections (never total/N).",
         "",
-        "## Summary",
-        "",
     ]
+    if run.incomplete:
+        lines += ["**Incomplete run** (interrupted): only what was measured until then.", ""]
+    lines += ["## Summary", ""]
     if run.servers:
         lines += _md_table(SUMMARY_HEADER, summary_rows(run))
     else:
@@ -270,6 +290,9 @@ def render_html(run: Run) -> str:
         f"Python {_esc(m.python)}, {_esc(m.platform)}, open files limit "
         f"{_esc(_limit(m.open_files_limit))}.</p>",
         "<p>Marginal = least-squares slope of memory against live connections (never total/N).</p>",
+        '<p class="gap"><b>Incomplete run</b> (interrupted): only what was measured until then.</p>'
+        if run.incomplete
+        else "",
         "<h2>Summary</h2>",
         _html_table(SUMMARY_HEADER, summary_rows(run))
         if run.servers

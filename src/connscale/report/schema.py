@@ -21,11 +21,18 @@ class Plateau(msgspec.Struct, kw_only=True):
     """Memory of the server at one settled level of live connections (medians of samples)."""
 
     connections: int
-    uss: int | None = None
-    pss: int | None = None
+    uss: int | None = None  # summed over the server's processes
+    pss: int | None = None  # summed: the total a server with shared (forked) pages costs
     rss: int | None = None
-    kernel_tcp_bytes: int | None = None  # /proc/net/sockstat TCP "mem" pages x page size
+    #: The server's own sockets (its fds that are sockets) and the kernel memory they hold:
+    #: slab objects per socket (slabinfo, where readable) plus their queued bytes.
+    server_sockets: int | None = None
+    kernel_bytes: int | None = None
+    #: SYSTEM-WIDE figures (/proc/net/sockstat): every process's TCP, not this server's.
+    kernel_tcp_bytes: int | None = None
     kernel_tcp_sockets: int | None = None
+    #: USS of the load generator's processes: its own cost per held connection.
+    loadgen_uss: int | None = None
     samples: int = 1
 
 
@@ -76,19 +83,29 @@ class GCStats(msgspec.Struct, kw_only=True):
 class ServerResult(msgspec.Struct, kw_only=True):
     """Everything measured for one server in a run."""
 
-    name: str  # e.g. "connscale-epoll", "asyncio-streams", "uvloop-protocol", "mcp-sdk"
+    name: str  # e.g. "connscale-epoll", "asyncio-streams", "websockets-echo", "my-server"
     transport: str = "tcp"
+    protocol: str = "mcp"  # what the load generator spoke: mcp, mcp-http, websocket, ...
     workers: int = 1
     plateaus: list[Plateau] = msgspec.field(default_factory=list)
     timeline: list[TimePoint] = msgspec.field(default_factory=list)
-    scaling: Scaling | None = None
+    scaling: Scaling | None = None  # USS slope; None when the run was partial
+    #: PSS summed over the server's processes at the top plateau: what it costs in all,
+    #: shared copy-on-write pages counted once; and the fixed cost per worker from the PSS fit.
+    pss_total: int | None = None
+    fixed_per_worker: float | None = None
+    #: Kernel bytes per socket of THIS server's sockets (not a system-wide difference).
     kernel_bytes_per_socket: float | None = None
+    #: The load generator's own USS per held connection (slope), for planning a big run.
+    loadgen_bytes_per_connection: float | None = None
     setup_cpu_us: float | None = None  # server CPU per session set-up (connect + initialize)
     traffic: Traffic | None = None  # closed loop: throughput at a fixed concurrency
     latency: Traffic | None = None  # open loop at the top plateau: latency under a set rate
     gc: GCStats | None = None
     max_connections: int | None = None  # the most it held in this run
     error: str | None = None  # why it stopped early, if it did
+    #: False when it stopped early: the plateaus are kept, no marginal is published.
+    complete: bool = True
     notes: list[str] = msgspec.field(default_factory=list)
 
 
@@ -112,6 +129,8 @@ class Run(msgspec.Struct, kw_only=True):
     machine: Machine
     servers: list[ServerResult] = msgspec.field(default_factory=list)
     notes: list[str] = msgspec.field(default_factory=list)
+    #: True when the run was interrupted (Ctrl-C): it holds what was measured until then.
+    incomplete: bool = False
 
 
 _encoder = msgspec.json.Encoder()

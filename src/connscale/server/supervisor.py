@@ -38,6 +38,7 @@ from connscale.server.config import ServerConfig
 from connscale.server.experts import CircleOfExperts, load_experts
 from connscale.server.loading import as_surface, load_app
 from connscale.server.reference import build_reference_app
+from connscale.server.stats import WorkerGC, WorkerStats, write_worker_stats
 
 __all__ = ["ServerHandle", "Worker", "resolve_app", "serve", "write_json_atomic"]
 
@@ -216,26 +217,26 @@ class Worker:
         recorder.start()
         self._gc_recorder = recorder
 
-    def statistics(self) -> dict[str, Any]:
-        """The stats-file payload: pid, connections, sessions, gc (or None), frozen objects."""
+    def statistics(self) -> WorkerStats:
+        """The stats-file record: pid, connections, sessions, gc (or None), frozen objects."""
         engine = self.engine
         stats = engine.statistics() if engine is not None else None
         gc_stats = None
         if self._gc_recorder is not None:
-            gc_stats = self._gc_recorder.statistics().to_dict()
-        return {
-            "pid": os.getpid(),
-            "connections": stats.connections if stats else 0,
-            "sessions": stats.sessions if stats else 0,
-            "gc": gc_stats,
-            "gc_frozen_objects": gc.get_freeze_count(),
-        }
+            gc_stats = WorkerGC.from_statistics(self._gc_recorder.statistics())
+        return WorkerStats(
+            pid=os.getpid(),
+            connections=stats.connections if stats else 0,
+            sessions=stats.sessions if stats else 0,
+            gc=gc_stats,
+            gc_frozen_objects=gc.get_freeze_count(),
+        )
 
     def write_statistics(self) -> None:
         """Write ``DIR/worker-<pid>.json`` (SIGUSR1); nothing without ``--stats-dir``."""
         stats_dir = self.config.stats_dir
         if stats_dir is not None:
-            write_json_atomic(stats_dir / f"worker-{os.getpid()}.json", self.statistics())
+            write_worker_stats(stats_dir, self.statistics())
 
 
 def _version() -> str:

@@ -1,4 +1,4 @@
-"""The many-connection client: request mixes, HTTP bodies, and a real run against a baseline."""
+"""The many-connection client: request mixes, results, and real runs against baselines."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from connscale.bench.orchestrator import RunningServer, default_servers, running_server
 from connscale.errors import ConfigurationError
-from connscale.loadgen.client import Swarm, TrafficResult, _json_payloads, parse_mix
+from connscale.loadgen.swarm import Swarm, parse_mix
+from connscale.loadgen.traffic import TrafficResult
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,9 @@ def test_parse_mix() -> None:
     for bad in ("", "pong=1", "ping=x", "ping=-1", "ping=0", "ping=inf"):
         with pytest.raises(ConfigurationError):
             parse_mix(bad)
+    assert parse_mix("get", {"get"}) == (("get", 1.0),)
+    with pytest.raises(ConfigurationError, match="carries no requests"):
+        parse_mix("ping", frozenset())
 
 
 @given(st.text(max_size=30))
@@ -44,13 +48,6 @@ def test_parse_mix_rejects_garbage_cleanly(spec: str) -> None:
     except ConfigurationError:
         return
     assert kinds and sum(weight for _, weight in kinds) > 0
-
-
-def test_json_payloads_from_plain_json_and_sse() -> None:
-    assert _json_payloads(b' {"id":1}\n') == [b'{"id":1}']
-    sse = b'event: message\r\ndata: {"id":2}\r\n\r\nid: 7\r\ndata: {"id":3}\r\n\r\n'
-    assert _json_payloads(sse) == [b'{"id":2}', b'{"id":3}']
-    assert _json_payloads(b"") == []
 
 
 def test_traffic_result_round_trips_and_merges() -> None:
@@ -129,7 +126,11 @@ def test_swarm_fails_handshakes_a_silent_server_never_answers(tmp_path: Path) ->
 
 
 def test_swarm_rejects_bad_settings() -> None:
-    with pytest.raises(ConfigurationError):
-        Swarm("127.0.0.1", 1, transport="udp")
+    with pytest.raises(ConfigurationError, match="unknown protocol 'udp'"):
+        Swarm("127.0.0.1", 1, protocol="udp")
+    with pytest.raises(ConfigurationError, match="path"):
+        Swarm("127.0.0.1", 1, protocol="websocket", path="no-slash")
+    with pytest.raises(ConfigurationError, match="probe"):
+        Swarm("127.0.0.1", 1, protocol="tcp", probe="two\nlines")
     with pytest.raises(ConfigurationError):
         Swarm("127.0.0.1", 1, max_handshakes=0)

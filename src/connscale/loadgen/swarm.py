@@ -1,12 +1,13 @@
-"""A many-connection MCP client: one ``select.epoll`` loop holds thousands of sockets.
+"""A many-connection client: one ``select.epoll`` loop holds thousands of sockets.
 
 The client must not be the bottleneck of a benchmark that runs on the same two cores as
 the server, so it avoids per-connection tasks: non-blocking sockets, one small
 ``__slots__`` record per connection, one epoll loop per process. Connections open in
 bounded batches (a few hundred handshakes in flight) so the server's accept backlog
-never overflows into SYN retransmits. It speaks MCP over newline-delimited JSON (TCP)
-and over Streamable HTTP (h11 parses the responses), holds the connections, and drives
-request traffic with latency recorded in an HDR histogram.
+never overflows into SYN retransmits. What is said on a connection is the business of a
+``ClientProtocol`` (MCP, WebSocket, raw TCP, SSE, HTTP keep-alive); the swarm holds the
+connections, counts what fails and what is dropped (with the first reason of each), and
+drives request traffic with latency recorded in an HDR histogram.
 """
 
 from __future__ import annotations
@@ -14,50 +15,40 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
-import json
 import os
 import random
 import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 
-import h11
-from hdrh.histogram import HdrHistogram
+import msgspec
 
 from connscale.errors import ConfigurationError
+from connscale.loadgen.protocols import ClientProtocol, ProtocolOptions, make_protocol
+from connscale.loadgen.protocols.base import CLOSED, CONNECTING, READY, Conn
+from connscale.loadgen.protocols.mcp import REQUEST_KINDS
+from connscale.loadgen.traffic import TrafficResult
 
 #: Linux: bind() only picks the address; the port is chosen at connect() per 4-tuple.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
-PROTOCOL_VERSION = "2025-06-18"
-#: Latency range the histograms hold: 1 us .. 60 s, 3 significant digits.
-HISTOGRAM_LOWEST_US = 1
-HISTOGRAM_HIGHEST_US = 60_000_000
-HISTOGRAM_DIGITS = 3
-#: A line or HTTP response longer than this is a protocol error, not a reason to buffer.
-MAX_MESSAGE_BYTES = 1 << 20
-INIT_ID = 0
 
-_CONNECTING, _INIT_SENT, _NOTIFY_SENT, _READY, _CLOSED = range(5)
 _EVENT_IN = select.EPOLLIN | select.EPOLLRDHUP
 _EVENT_OUT = select.EPOLLOUT
 
 
-def new_histogram() -> HdrHistogram:
-    """An empty latency histogram in microseconds."""
-    return HdrHistogram(HISTOGRAM_LOWEST_US, HISTOGRAM_HIGHEST_US, HISTOGRAM_DIGITS)
-
-
-def parse_mix(spec: str) -> tuple[tuple[str, float], ...]:
+def parse_mix(spec: str, kinds: Iterable[str] = REQUEST_KINDS) -> tuple[tuple[str, float], ...]:
     """Parse a request mix such as ``"ping=0.8,echo=0.2"``; weights need not sum to 1."""
-    kinds: list[tuple[str, float]] = []
+    known = sorted(kinds)
+    parsed: list[tuple[str, float]] = []
     for part in spec.split(","):
         name, sep, weight_text = part.strip().partition("=")
         name = name.strip()
-        if name not in REQUEST_KINDS:
+        if name not in known:
             raise ConfigurationError(
-                f"unknown request kind {name!r} in mix {spec!r}; use {sorted(REQUEST_KINDS)}"
+                f"unknown request kind {name!r} in mix {spec!r}; use {known}"
+                if known
+                else "this protocol carries no requests: there is no traffic to mix"
             )
         try:
             weight = float(weight_text) if sep else 1.0
@@ -65,155 +56,30 @@ def parse_mix(spec: str) -> tuple[tuple[str, float], ...]:
             raise ConfigurationError(f"bad weight {weight_text!r} in mix {spec!r}") from None
         if not weight >= 0 or weight == float("inf"):
             raise ConfigurationError(f"weight of {name!r} must be a finite number >= 0")
-        kinds.append((name, weight))
-    if not kinds or sum(weight for _, weight in kinds) <= 0:
+        parsed.append((name, weight))
+    if not parsed or sum(weight for _, weight in parsed) <= 0:
         raise ConfigurationError(f"mix {spec!r} has no request kind with a positive weight")
-    return tuple(kinds)
+    return tuple(parsed)
 
 
-def _request_body(kind: str, request_id: int) -> bytes:
-    if kind == "ping":
-        return b'{"jsonrpc":"2.0","id":%d,"method":"ping"}' % request_id
-    if kind == "echo":
-        return (
-            b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo",'
-            b'"arguments":{"text":"connscale"}}}' % request_id
-        )
-    if kind == "list":
-        return b'{"jsonrpc":"2.0","id":%d,"method":"tools/list"}' % request_id
-    if kind == "experts":
-        return (
-            b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":'
-            b'{"name":"consult_experts","arguments":{"question":"what scales?"}}}' % request_id
-        )
-    raise ConfigurationError(f"unknown request kind {kind!r}")
+class SwarmStatus(msgspec.Struct, kw_only=True):
+    """Counts of one client process's connections (sent between processes as JSON).
 
-
-REQUEST_KINDS = frozenset({"ping", "echo", "list", "experts"})
-
-_INITIALIZE = json.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": INIT_ID,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "connscale-loadgen", "version": "1"},
-        },
-    },
-    separators=(",", ":"),
-).encode()
-_INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
-
-
-@dataclass
-class SwarmStatus:
-    """Counts of one client process's connections (plain data, sent between processes)."""
+    ``failed`` connections never became ready; ``dropped`` ones were ready and then lost
+    (closed or reset by the server, or a protocol error): a held connection that goes away
+    is what makes a plateau dishonest, so each count keeps its first reason.
+    """
 
     goal: int = 0
     established: int = 0
     connecting: int = 0
     failed: int = 0
     dropped: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = msgspec.field(default_factory=dict)
+    drops: dict[str, int] = msgspec.field(default_factory=dict)
     first_error: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
-
-
-@dataclass
-class TrafficResult:
-    """Requests answered, errors, and the latency histogram (microseconds) of a phase."""
-
-    requests: int = 0
-    errors: int = 0
-    skipped: int = 0
-    duration_s: float = 0.0
-    connections: int = 0
-    histogram: HdrHistogram = field(default_factory=new_histogram)
-
-    @property
-    def throughput_rps(self) -> float:
-        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
-
-    def percentile_ms(self, percentile: float) -> float | None:
-        if self.histogram.get_total_count() == 0:
-            return None
-        return float(self.histogram.get_value_at_percentile(percentile)) / 1000.0
-
-    def max_ms(self) -> float | None:
-        if self.histogram.get_total_count() == 0:
-            return None
-        return float(self.histogram.get_max_value()) / 1000.0
-
-    def merge(self, other: TrafficResult) -> None:
-        """Add another process's result (the phases ran side by side: durations overlap)."""
-        self.requests += other.requests
-        self.errors += other.errors
-        self.skipped += other.skipped
-        self.connections += other.connections
-        self.duration_s = max(self.duration_s, other.duration_s)
-        self.histogram.add(other.histogram)
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "skipped": self.skipped,
-            "duration_s": self.duration_s,
-            "connections": self.connections,
-            "histogram": self.histogram.encode().decode("ascii"),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, object]) -> TrafficResult:
-        histogram = new_histogram()
-        encoded = data.get("histogram")
-        if isinstance(encoded, str) and encoded:
-            histogram.decode_and_add(encoded.encode("ascii"))
-        return cls(
-            requests=int(str(data.get("requests", 0))),
-            errors=int(str(data.get("errors", 0))),
-            skipped=int(str(data.get("skipped", 0))),
-            duration_s=float(str(data.get("duration_s", 0.0))),
-            connections=int(str(data.get("connections", 0))),
-            histogram=histogram,
-        )
-
-
-class _Conn:
-    """One client connection: a few fields, no buffers until data is partial."""
-
-    __slots__ = (
-        "body",
-        "http",
-        "index",
-        "pending_id",
-        "pending_since",
-        "rbuf",
-        "session_id",
-        "sock",
-        "started",
-        "state",
-        "status",
-        "wbuf",
-    )
-
-    def __init__(self, sock: socket.socket, started: float) -> None:
-        self.sock = sock
-        self.state = _CONNECTING
-        self.index = -1  # position in Swarm._ready while established
-        self.started = started
-        self.rbuf = b""
-        self.wbuf = b""
-        self.pending_id = -1
-        self.pending_since = 0.0
-        self.http: h11.Connection | None = None
-        self.session_id: bytes | None = None
-        self.status = 0
-        self.body = b""
+    first_drop: str | None = None
+    events: int = 0  # messages the server sent unasked on ready connections (SSE events)
 
 
 class _Phase:
@@ -250,7 +116,7 @@ class _Phase:
 
 
 class Swarm:
-    """Many MCP client connections to one target, driven by ``poll()`` calls.
+    """Many client connections to one target, driven by ``poll()`` calls.
 
     ``grow(n)`` sets a goal the loop works towards in batches; ``shrink(n)`` closes
     connections at once; ``start_traffic(...)`` begins a request phase whose result
@@ -263,23 +129,23 @@ class Swarm:
         host: str,
         port: int,
         *,
-        transport: str = "tcp",
+        protocol: str | ClientProtocol = "mcp",
+        path: str | None = None,
+        probe: str | None = None,
         sources: Sequence[tuple[str | None, int]] = ((None, 1 << 30),),
         max_handshakes: int = 256,
         handshake_timeout: float = 15.0,
-        path: str = "/mcp",
         clock: Callable[[], float] = time.monotonic,
         seed: int = 0,
     ) -> None:
-        if transport not in ("tcp", "http"):
-            raise ConfigurationError(f"transport must be 'tcp' or 'http', not {transport!r}")
         if max_handshakes < 1:
             raise ConfigurationError("max_handshakes must be at least 1")
+        if isinstance(protocol, str):
+            options = ProtocolOptions(host=host, port=port, path=path, probe=probe)
+            protocol = make_protocol(protocol, options)
         self.host = host
         self.port = port
-        self.transport = transport
-        self._http_target = path.encode()
-        self._host_header = f"{host}:{port}".encode()
+        self.protocol = protocol
         self._sources = [(address, int(limit)) for address, limit in sources]
         self._source_used = [0] * len(self._sources)
         self._max_handshakes = max_handshakes
@@ -287,12 +153,12 @@ class Swarm:
         self._clock = clock
         self._random = random.Random(seed)
         self._epoll = select.epoll()
-        self._conns: dict[int, _Conn] = {}
-        self._handshaking: dict[int, _Conn] = {}
-        self._ready: list[_Conn] = []
+        self._conns: dict[int, Conn] = {}
+        self._handshaking: dict[int, Conn] = {}
+        self._ready: list[Conn] = []
         self._ready_cursor = 0
         self._readers: dict[int, Callable[[], None]] = {}
-        self._pending_requests: dict[int, tuple[_Conn, float]] = {}
+        self._pending_requests: dict[int, tuple[Conn, float]] = {}
         self._ids = itertools.count(1)
         self._status = SwarmStatus()
         self._phase: _Phase | None = None
@@ -366,8 +232,11 @@ class Swarm:
         names = [name for name, _ in mix]
         weights = [weight for _, weight in mix]
         for name in names:
-            if name not in REQUEST_KINDS:
-                raise ConfigurationError(f"unknown request kind {name!r}")
+            if name not in self.protocol.request_kinds:
+                raise ConfigurationError(
+                    f"the {self.protocol.name} protocol has no request kind {name!r}"
+                    + (f"; use {sorted(self.protocol.request_kinds)}" if names else "")
+                )
         # A pre-drawn cycle keeps the send path free of per-request random calls.
         drawn = self._random.choices(names, weights=weights, k=1024)
         now = self._clock()
@@ -415,7 +284,7 @@ class Swarm:
             conn = self._conns.get(fd)
             if conn is None:
                 continue
-            if conn.state == _CONNECTING:
+            if conn.state == CONNECTING:
                 self._on_connected(conn)
                 continue
             if mask & select.EPOLLOUT and conn.wbuf:
@@ -437,6 +306,70 @@ class Swarm:
                 return False
             self.poll(min(0.05, deadline - now))
         return True
+
+    # --- the Link a protocol reports through -----------------------------------------------
+
+    def write(self, conn: Conn, data: bytes) -> None:
+        """Send ``data`` on ``conn`` (buffered while the socket is full)."""
+        if conn.state == CLOSED or not data:
+            return
+        if conn.wbuf:
+            conn.wbuf += data
+            return
+        try:
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self.lost(conn, _reason(exc))
+            return
+        if sent < len(data):
+            conn.wbuf = data[sent:]
+            self._epoll.modify(conn.sock.fileno(), _EVENT_IN | _EVENT_OUT)
+
+    def ready(self, conn: Conn) -> None:
+        """The handshake finished: the connection is held."""
+        if conn.state in (READY, CLOSED):
+            return
+        conn.state = READY
+        self._handshaking.pop(conn.sock.fileno(), None)
+        conn.index = len(self._ready)
+        self._ready.append(conn)
+
+    def refused(self, conn: Conn, reason: str, detail: str) -> None:
+        """The peer refused, or broke the protocol: a failure, or a drop once held."""
+        if conn.state == READY:
+            self._dropped(conn, reason, detail)
+        else:
+            self._fail(conn, reason, detail)
+
+    def lost(self, conn: Conn, reason: str) -> None:
+        """The connection went away (closed, reset)."""
+        if conn.state == READY:
+            self._dropped(conn, reason, "a held connection was lost")
+        elif conn.state != CLOSED:
+            self._fail(conn, reason, "connection lost during the handshake")
+
+    def server_event(self, conn: Conn) -> None:
+        self._status.events += 1
+
+    def answered(self, conn: Conn, *, error: bool) -> None:
+        """The request in flight on ``conn`` was answered."""
+        phase = self._phase
+        request_id = conn.pending_id
+        conn.pending_id = -1
+        entry = self._pending_requests.pop(request_id, None)
+        if phase is None or entry is None:
+            return
+        phase.in_flight -= 1
+        now = self._clock()
+        if error:
+            phase.result.errors += 1
+        else:
+            phase.result.requests += 1
+            phase.result.record(int((now - entry[1]) * 1e6))
+        if phase.interval is None and now < phase.end:
+            self._send_request(now, now)
 
     # --- connecting -------------------------------------------------------------------------
 
@@ -487,32 +420,27 @@ class Swarm:
             self._fail(None, errno.errorcode.get(code, str(code)), os.strerror(code))
             return False
         self._source_used[index] += 1
-        conn = _Conn(sock, self._clock())
+        conn = Conn(sock, self._clock())
         fd = sock.fileno()
         self._conns[fd] = conn
         self._handshaking[fd] = conn
         self._epoll.register(fd, _EVENT_OUT)
         return True
 
-    def _on_connected(self, conn: _Conn) -> None:
+    def _on_connected(self, conn: Conn) -> None:
         code = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self._fail(conn, errno.errorcode.get(code, str(code)), os.strerror(code))
             return
-        conn.state = _INIT_SENT
         self._epoll.modify(conn.sock.fileno(), _EVENT_IN)
-        if self.transport == "http":
-            conn.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_MESSAGE_BYTES)
-            self._send_http(conn, _INITIALIZE)
-        else:
-            self._write(conn, _INITIALIZE + b"\n")
+        self.protocol.connected(self, conn)
 
     def _expire_handshakes(self, now: float) -> None:
         limit = now - self._handshake_timeout
         for conn in [c for c in self._handshaking.values() if c.started < limit]:
             self._fail(conn, "timeout", f"no handshake within {self._handshake_timeout:g} s")
 
-    def _fail(self, conn: _Conn | None, reason: str, detail: str) -> None:
+    def _fail(self, conn: Conn | None, reason: str, detail: str) -> None:
         status = self._status
         status.failed += 1
         status.failures[reason] = status.failures.get(reason, 0) + 1
@@ -523,11 +451,18 @@ class Swarm:
         if conn is not None:
             self._close(conn, counted=False)
 
-    def _close(self, conn: _Conn, *, counted: bool) -> None:
-        if conn.state == _CLOSED:
+    def _dropped(self, conn: Conn, reason: str, detail: str) -> None:
+        status = self._status
+        status.drops[reason] = status.drops.get(reason, 0) + 1
+        if status.first_drop is None:
+            status.first_drop = f"{reason}: {detail}"
+        self._close(conn, counted=True)
+
+    def _close(self, conn: Conn, *, counted: bool) -> None:
+        if conn.state == CLOSED:
             return
-        was_ready = conn.state == _READY
-        conn.state = _CLOSED
+        was_ready = conn.state == READY
+        conn.state = CLOSED
         fd = conn.sock.fileno()
         self._conns.pop(fd, None)
         self._handshaking.pop(fd, None)
@@ -541,189 +476,44 @@ class Swarm:
                 self._status.dropped += 1
         if conn.pending_id >= 0:
             self._pending_requests.pop(conn.pending_id, None)
+            conn.pending_id = -1
             if self._phase is not None:
                 self._phase.result.errors += 1
                 self._phase.in_flight -= 1
         with contextlib.suppress(OSError, ValueError):
             self._epoll.unregister(fd)
         conn.sock.close()
+        conn.parser = conn.extra = None
 
     # --- bytes in and out ---------------------------------------------------------------------
 
-    def _write(self, conn: _Conn, data: bytes) -> None:
-        if conn.wbuf:
-            conn.wbuf += data
-            return
-        try:
-            sent = conn.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._lost(conn, _reason(exc))
-            return
-        if sent < len(data):
-            conn.wbuf = data[sent:]
-            self._epoll.modify(conn.sock.fileno(), _EVENT_IN | _EVENT_OUT)
-
-    def _flush(self, conn: _Conn) -> None:
+    def _flush(self, conn: Conn) -> None:
         try:
             sent = conn.sock.send(conn.wbuf)
         except BlockingIOError:
             return
         except OSError as exc:
-            self._lost(conn, _reason(exc))
+            self.lost(conn, _reason(exc))
             return
         conn.wbuf = conn.wbuf[sent:]
         if not conn.wbuf:
             self._epoll.modify(conn.sock.fileno(), _EVENT_IN)
 
-    def _lost(self, conn: _Conn, reason: str) -> None:
-        if conn.state == _READY:
-            self._close(conn, counted=True)
-        else:
-            self._fail(conn, reason, "connection lost during the handshake")
-
-    def _on_readable(self, conn: _Conn) -> None:
+    def _on_readable(self, conn: Conn) -> None:
         try:
             data = conn.sock.recv(65536)
         except BlockingIOError:
             return
         except OSError as exc:
-            self._lost(conn, _reason(exc))
+            self.lost(conn, _reason(exc))
             return
         if not data:
-            self._lost(conn, "closed")
+            # Let the protocol see the end first (h11 and wsproto turn it into their event).
+            self.protocol.received(self, conn, b"")
+            if conn.state != CLOSED:
+                self.lost(conn, "closed")
             return
-        if conn.http is not None:
-            self._on_http_data(conn, data)
-            return
-        buffer = conn.rbuf + data if conn.rbuf else data
-        start = 0
-        while conn.state != _CLOSED:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            line = buffer[start:end]
-            start = end + 1
-            if line.strip():
-                self._on_message(conn, line)
-        rest = buffer[start:]
-        if len(rest) > MAX_MESSAGE_BYTES:
-            self._lost(conn, "protocol")
-            return
-        conn.rbuf = rest
-
-    def _on_message(self, conn: _Conn, payload: bytes) -> None:
-        try:
-            message = json.loads(payload)
-        except ValueError:
-            self._protocol_error(conn, "the server sent a line that is not JSON")
-            return
-        if not isinstance(message, dict) or "id" not in message:
-            return  # a notification or a server request: nothing to answer in a load test
-        message_id = message.get("id")
-        if conn.state == _INIT_SENT:
-            if message_id != INIT_ID or "result" not in message:
-                self._protocol_error(conn, f"initialize failed: {str(message)[:200]}")
-                return
-            if conn.http is not None:
-                conn.state = _NOTIFY_SENT
-                self._send_http(conn, _INITIALIZED)
-            else:
-                self._write(conn, _INITIALIZED + b"\n")
-                self._became_ready(conn)
-            return
-        if isinstance(message_id, int) and message_id == conn.pending_id:
-            self._answered(conn, error="error" in message)
-
-    def _protocol_error(self, conn: _Conn, detail: str) -> None:
-        if conn.state == _READY:
-            self._status.failures["protocol"] = self._status.failures.get("protocol", 0) + 1
-            if self._status.first_error is None:
-                self._status.first_error = f"protocol: {detail}"
-            self._close(conn, counted=True)
-        else:
-            self._fail(conn, "protocol", detail)
-
-    def _became_ready(self, conn: _Conn) -> None:
-        conn.state = _READY
-        self._handshaking.pop(conn.sock.fileno(), None)
-        conn.index = len(self._ready)
-        self._ready.append(conn)
-
-    # --- HTTP ---------------------------------------------------------------------------------
-
-    def _send_http(self, conn: _Conn, body: bytes) -> None:
-        http = conn.http
-        assert http is not None
-        headers = [
-            (b"host", self._host_header),
-            (b"content-type", b"application/json"),
-            (b"accept", b"application/json, text/event-stream"),
-            (b"mcp-protocol-version", PROTOCOL_VERSION.encode()),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        if conn.session_id is not None:
-            headers.append((b"mcp-session-id", conn.session_id))
-        try:
-            data = http.send(h11.Request(method="POST", target=self._http_target, headers=headers))
-            data = (data or b"") + (http.send(h11.Data(data=body)) or b"")
-            data += http.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError as exc:
-            self._protocol_error(conn, f"cannot send a request: {exc}")
-            return
-        conn.status = 0
-        conn.body = b""
-        self._write(conn, data)
-
-    def _on_http_data(self, conn: _Conn, data: bytes) -> None:
-        http = conn.http
-        assert http is not None
-        try:
-            http.receive_data(data)
-            while conn.state != _CLOSED:
-                event = http.next_event()
-                if event is h11.NEED_DATA:
-                    return
-                if isinstance(event, h11.Response):
-                    conn.status = event.status_code
-                    for name, value in event.headers:
-                        if name == b"mcp-session-id":
-                            conn.session_id = value
-                elif isinstance(event, h11.Data):
-                    conn.body += bytes(event.data)
-                    if len(conn.body) > MAX_MESSAGE_BYTES:
-                        self._protocol_error(conn, "response body too large")
-                        return
-                elif isinstance(event, h11.EndOfMessage):
-                    # The next request may be sent while handling this response.
-                    http.start_next_cycle()
-                    self._on_http_response(conn)
-                elif isinstance(event, h11.ConnectionClosed):
-                    self._lost(conn, "closed")
-                    return
-        except h11.ProtocolError as exc:
-            self._protocol_error(conn, f"bad HTTP from the server: {exc}")
-
-    def _on_http_response(self, conn: _Conn) -> None:
-        status, body = conn.status, conn.body
-        conn.body = b""
-        if conn.state == _NOTIFY_SENT:
-            if status >= 300:
-                self._protocol_error(conn, f"notifications/initialized got HTTP {status}")
-            else:
-                self._became_ready(conn)
-            return
-        if status >= 300:
-            if conn.state == _INIT_SENT:
-                self._fail(conn, "refused", f"initialize got HTTP {status}")
-            elif conn.pending_id >= 0:
-                self._answered(conn, error=True)
-            return
-        for payload in _json_payloads(body):
-            self._on_message(conn, payload)
-            if conn.state == _CLOSED:
-                return
+        self.protocol.received(self, conn, data)
 
     # --- traffic ------------------------------------------------------------------------------
 
@@ -756,17 +546,13 @@ class Swarm:
             phase.result.skipped += 1
             return
         request_id = next(self._ids)
-        body = _request_body(next(phase.kinds), request_id)
         conn.pending_id = request_id
         conn.pending_since = scheduled
         self._pending_requests[request_id] = (conn, scheduled)
         phase.in_flight += 1
-        if conn.http is not None:
-            self._send_http(conn, body)
-        else:
-            self._write(conn, body + b"\n")
+        self.protocol.send_request(self, conn, next(phase.kinds), request_id)
 
-    def _next_idle(self) -> _Conn | None:
+    def _next_idle(self) -> Conn | None:
         ready = self._ready
         count = len(ready)
         for _ in range(min(count, 4096)):
@@ -776,40 +562,6 @@ class Swarm:
                 return conn
         return None
 
-    def _answered(self, conn: _Conn, *, error: bool) -> None:
-        phase = self._phase
-        request_id = conn.pending_id
-        conn.pending_id = -1
-        entry = self._pending_requests.pop(request_id, None)
-        if phase is None or entry is None:
-            return
-        phase.in_flight -= 1
-        now = self._clock()
-        if error:
-            phase.result.errors += 1
-        else:
-            phase.result.requests += 1
-            micros = max(1, min(int((now - entry[1]) * 1e6), HISTOGRAM_HIGHEST_US))
-            phase.result.histogram.record_value(micros)
-        if phase.interval is None and now < phase.end:
-            self._send_request(now, now)
-
-
-def _json_payloads(body: bytes) -> list[bytes]:
-    """JSON messages in an HTTP body: plain JSON, or the ``data:`` lines of an SSE stream."""
-    stripped = body.strip()
-    if not stripped:
-        return []
-    if stripped[:1] in (b"{", b"["):
-        return [stripped]
-    payloads: list[bytes] = []
-    for line in stripped.splitlines():
-        if line.startswith(b"data:"):
-            data = line[5:].strip()
-            if data:
-                payloads.append(data)
-    return payloads
-
 
 def _reason(exc: OSError) -> str:
     if exc.errno is None:
@@ -817,12 +569,4 @@ def _reason(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno, str(exc.errno))
 
 
-__all__ = [
-    "PROTOCOL_VERSION",
-    "REQUEST_KINDS",
-    "Swarm",
-    "SwarmStatus",
-    "TrafficResult",
-    "new_histogram",
-    "parse_mix",
-]
+__all__ = ["IP_BIND_ADDRESS_NO_PORT", "Swarm", "SwarmStatus", "parse_mix"]

@@ -1,0 +1,214 @@
+"""What a benchmark measures: the reference server, the baselines, and the user's own servers.
+
+A ``ServerSpec`` says how to start a server, which protocol the load generator speaks to
+it, and how far to take it. ``default_servers`` gives the reference server and the
+baselines (``--servers`` picks among them, always honored); ``parse_target`` reads the
+repeatable ``--target NAME:PROTOCOL[/PATH]:PORT:COMMAND`` that puts a user's servers
+beside them in the same run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from connscale.bench.baselines import BASELINE_PROTOCOLS, HTTP_BASELINES, TCP_BASELINES, missing
+from connscale.bench.config import (
+    BASELINE_MAX_CONNECTIONS,
+    CONNECTIONS_PER_WORKER,
+    DEFAULT_MAX_CONNECTIONS,
+)
+from connscale.errors import ConfigurationError
+from connscale.loadgen.protocols import PROTOCOL_NAMES
+
+#: Protocols carried over HTTP (the rest speak straight over TCP).
+HTTP_PROTOCOLS = frozenset({"mcp-http", "websocket", "sse", "http"})
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A server to measure: its command, the protocol it speaks, and how far to take it."""
+
+    name: str
+    argv: tuple[str, ...]
+    transport: str = "tcp"
+    workers: int = 1
+    max_connections: int = BASELINE_MAX_CONNECTIONS
+    #: None: the command speaks the ready-file contract; else wait for this port to accept.
+    port: int | None = None
+    host: str = "127.0.0.1"
+    unavailable: str | None = None  # why it cannot run here (recorded, not fatal)
+    protocol: str = "mcp"
+    path: str | None = None  # HTTP path for websocket, sse, http, mcp-http
+    probe: str | None = None  # raw TCP: a line each connection must answer
+
+
+def transport_of(protocol: str) -> str:
+    return "http" if protocol in HTTP_PROTOCOLS else "tcp"
+
+
+def default_servers(
+    *,
+    transport: str = "tcp",
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    names: Sequence[str] | None = None,
+    quick: bool = False,
+) -> list[ServerSpec]:
+    """The reference server and the baselines; ``names`` picks among them.
+
+    Without ``names``: the reference server for ``transport`` and that transport's MCP
+    baselines. ``names`` may name any baseline (WebSocket and raw TCP ones included),
+    ``connscale`` for the reference server, or ``all``.
+    """
+    python = sys.executable
+    workers = 2 if quick else max(1, math.ceil(max_connections / CONNECTIONS_PER_WORKER))
+    engine = "epoll" if transport == "tcp" else None
+    serve = [python, "-m", "connscale", "serve", "--transport", transport, "--port", "0"]
+    serve += ["--workers", str(workers)]
+    if engine:
+        serve += ["--engine", engine]
+    reference = ServerSpec(
+        name=f"connscale-{engine or transport}",
+        argv=tuple(serve),
+        transport=transport,
+        workers=workers,
+        max_connections=max_connections,
+        unavailable=_reference_server_missing(),
+        protocol="mcp" if transport == "tcp" else "mcp-http",
+    )
+    known = ("connscale", *BASELINE_PROTOCOLS)
+    if names is None:
+        chosen = ["connscale", *(TCP_BASELINES if transport == "tcp" else HTTP_BASELINES)]
+    else:
+        unknown = [name for name in names if name not in (*known, "all")]
+        if unknown:
+            raise ConfigurationError(
+                f"unknown server(s) {unknown}; choose from {', '.join(known)} or all"
+            )
+        chosen = list(known) if "all" in names else list(dict.fromkeys(names))
+    specs = []
+    for name in chosen:
+        if name == "connscale":
+            specs.append(reference)
+            continue
+        protocol = BASELINE_PROTOCOLS[name]
+        specs.append(
+            ServerSpec(
+                name=name,
+                argv=(python, "-m", "connscale.bench.baselines", name, "--port", "0"),
+                transport=transport_of(protocol),
+                max_connections=min(max_connections, BASELINE_MAX_CONNECTIONS),
+                unavailable=missing(name),
+                protocol=protocol,
+                probe="ping" if protocol == "tcp" else None,
+                path="/events" if protocol == "sse" else None,
+            )
+        )
+    return specs
+
+
+def _default_name(argv: Sequence[str]) -> str:
+    """A file-safe name from a command: ``python /a/b/server.py 18001`` -> ``server.py``,
+    ``python -m my.app`` -> ``my.app``, ``./myserver --fast`` -> ``myserver``."""
+    words = list(argv)
+    if words and Path(words[0]).name.startswith("python"):
+        words = words[1:]
+        if len(words) >= 2 and words[0] == "-m":
+            words = words[1:]
+        elif words[:1] == ["-c"]:
+            return "python-c"  # the code itself makes no name
+    name = next((Path(word).name for word in words if not word.startswith("-")), "")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:64]
+    return name or "server"
+
+
+def custom_server(
+    command: str,
+    port: int,
+    *,
+    transport: str | None = None,
+    protocol: str = "mcp",
+    name: str | None = None,
+    path: str | None = None,
+    probe: str | None = None,
+    max_connections: int,
+) -> ServerSpec:
+    """A user's own server: started from ``command``, measured once ``port`` accepts."""
+    try:
+        argv = tuple(shlex.split(command))
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot split the command {command!r}: {exc}") from None
+    if not argv:
+        raise ConfigurationError("the target's command is empty")
+    if not 0 < port < 65536:
+        raise ConfigurationError(f"the target's port must be 1..65535, not {port}")
+    if protocol not in PROTOCOL_NAMES:
+        raise ConfigurationError(
+            f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOL_NAMES)}"
+        )
+    if transport is not None and protocol == "mcp" and transport == "http":
+        protocol = "mcp-http"  # the old --transport http with --target-cmd
+    if name is not None and not _NAME.fullmatch(name):
+        raise ConfigurationError(
+            f"a target name is letters, digits, '.', '_' and '-' (up to 64), not {name!r}"
+        )
+    return ServerSpec(
+        name=name or _default_name(argv),
+        argv=argv,
+        transport=transport_of(protocol),
+        max_connections=max_connections,
+        port=port,
+        protocol=protocol,
+        path=path,
+        probe=probe,
+    )
+
+
+TARGET_FORMAT = "NAME:PROTOCOL[/PATH]:PORT:COMMAND"
+
+
+def parse_target(text: str, *, max_connections: int, probe: str | None = None) -> ServerSpec:
+    """Read ``NAME:PROTOCOL[/PATH]:PORT:COMMAND`` (the command is the rest, colons and all).
+
+    Example: ``chat:websocket/ws:18001:python chat.py --port 18001``.
+    """
+    parts = text.split(":", 3)
+    if len(parts) != 4:
+        raise ConfigurationError(f"--target must be {TARGET_FORMAT}, not {text!r}")
+    name, protocol_text, port_text, command = (part.strip() for part in parts)
+    protocol, slash, path = protocol_text.partition("/")
+    if not port_text.isdigit():
+        raise ConfigurationError(f"--target {name!r}: the port must be a number, not {port_text!r}")
+    return custom_server(
+        command,
+        int(port_text),
+        protocol=protocol,
+        name=name,
+        path="/" + path if slash else None,
+        probe=probe if protocol == "tcp" else None,
+        max_connections=max_connections,
+    )
+
+
+def _reference_server_missing() -> str | None:
+    if importlib.util.find_spec("connscale.cli.serve") is None:
+        return "`connscale serve` is not part of this build"
+    return None
+
+
+__all__ = [
+    "HTTP_PROTOCOLS",
+    "TARGET_FORMAT",
+    "ServerSpec",
+    "custom_server",
+    "default_servers",
+    "parse_target",
+    "transport_of",
+]
