@@ -75,7 +75,8 @@ def test_a_held_call_answers_later_and_its_notifications_make_it_a_stream() -> N
         pipe.feed(connection, http_request(body=echo(4), headers={"mcp-session-id": token})) == b""
     )
     [call] = pipe.runner.held
-    assert len(pipe.protocol.table) == 1  # the transient slot lives while the call runs
+    assert len(pipe.protocol.table) == 0  # a POST is served from its token: no slot
+    assert call.client.name == "hostile" and call.client.session_id
     call.notify("notifications/progress", {"progressToken": 1, "progress": 0.5})
     pipe.runner.answer(call, {"content": [], "isError": False})
     [(status, headers, body)] = split_responses(pipe.take(connection))
@@ -244,3 +245,38 @@ def test_garbage_gets_an_answer_or_waits_never_raises(data: bytes) -> None:
     connection = pipe.connect()
     output = pipe.feed(connection, data)
     assert output == b"" or output.startswith(b"HTTP/1.1 ")
+
+
+def test_remembered_sessions_still_expire_and_are_still_revoked_everywhere() -> None:
+    """A POST is served from a remembered view of its token; expiry and a DELETE seen by
+    another worker still end it."""
+    shared = memoryview(bytearray(RevocationTable.size_for(64)))
+    now = [5000.0]
+    key = b"v" * 32
+    first = HttpPipe(
+        sealer=SessionSealer(key, max_age=100, clock=lambda: now[0]),
+        revoked=RevocationTable(64, buffer=shared),
+    )
+    second = HttpPipe(
+        sealer=SessionSealer(key, max_age=100, clock=lambda: now[0]),
+        revoked=RevocationTable(64, buffer=shared),
+    )
+    token = first.initialized()
+    session = {"mcp-session-id": token}
+    assert second.once(http_request(body=ping(1), headers=session))[0] == 200  # remembered now
+    assert first.once(http_request("DELETE", headers=session))[0] == 200
+    assert second.once(http_request(body=ping(2), headers=session))[0] == 404
+    other = first.initialized()
+    assert first.once(http_request(body=ping(3), headers={"mcp-session-id": other}))[0] == 200
+    now[0] += 101
+    assert first.once(http_request(body=ping(4), headers={"mcp-session-id": other}))[0] == 404
+
+
+def test_the_remembered_sessions_are_bounded() -> None:
+    from connscale.core.protocol import http as http_module
+
+    pipe = HttpPipe()
+    for _ in range(http_module.VIEW_CACHE_SIZE + 20):
+        token = pipe.initialized()
+        assert pipe.once(http_request(body=ping(1), headers={"mcp-session-id": token}))[0] == 200
+    assert len(pipe.core.http._views) == http_module.VIEW_CACHE_SIZE  # type: ignore[union-attr]

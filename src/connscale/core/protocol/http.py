@@ -50,8 +50,9 @@ from connscale.core.protocol.jsonrpc import (
     decode_message,
     encode_error,
 )
-from connscale.core.protocol.mcp import Call, Cancel, Listen, McpProtocol
+from connscale.core.protocol.mcp import Call, Cancel, Listen, McpProtocol, SessionView
 from connscale.core.protocol.stateless import STATUS_OF
+from connscale.core.protocol.surface import ClientInfo
 from connscale.core.protocol.tokens import RevocationTable, SessionSealer
 from connscale.core.protocol.versions import HANDSHAKE_VERSIONS
 from connscale.errors import ConfigurationError, CorruptStateError, SessionError
@@ -80,6 +81,9 @@ _STREAM_HEADERS: Final = (
     (b"transfer-encoding", b"chunked"),
 )
 _SUPPORTED_VERSIONS: Final = frozenset(v.encode("ascii") for v in HANDSHAKE_VERSIONS)
+#: Session views kept by token, so that a client's next POST skips opening its token. Bounded:
+#: the oldest goes first. A view costs ~0.4 KB; this is a fixed cost, not one per session.
+VIEW_CACHE_SIZE: Final = 1024
 
 
 def sse_event(data: bytes, *, event: bytes = b"message") -> bytes:
@@ -182,6 +186,7 @@ class McpHttp:
             None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
         )
         self._core: ConnectionCore | None = None
+        self._views: dict[bytes, SessionView] = {}
 
     def bind(self, core: ConnectionCore) -> None:
         self._core = core
@@ -253,25 +258,58 @@ class McpHttp:
             return False
         return host in _LOCAL_HOSTS
 
-    def _session(self, request: HttpRequest) -> tuple[int, bool, bytes] | bytes:
-        """(slot, transient, token) for the request's session, or an error response."""
+    def _view(self, request: HttpRequest) -> tuple[SessionView, bytes] | bytes:
+        """The request's session as its token carries it (a POST needs no more), or an
+        error response. Opened tokens are remembered (bounded), so a client's next request
+        skips the decryption; expiry and revocation are checked on every request."""
         token = request.headers.get(b"mcp-session-id")
         if token is None:
             return self._error(request, 400, "bad request: missing Mcp-Session-Id")
-        state = self._sealer.unseal(token)
-        if state is None:
+        views = self._views
+        view = views.get(token)
+        if view is None or view.expires <= self._sealer.now():
+            opened = self._sealer.open(token)
+            if opened is None:
+                views.pop(token, None)
+                return self._error(request, 404, "session not found")
+            try:
+                session = decode_session(opened[0])
+            except CorruptStateError:
+                return self._error(request, 404, "session not found")
+            client = ClientInfo(
+                protocol_version=session.protocol_version or "",
+                name=session.client_name,
+                version=session.client_version,
+                capabilities=session.capabilities,
+                session_id=session.session_id.hex(),
+            )
+            view = SessionView(session.session_id, client, self._sealer.expiry(opened[1]))
+            if len(views) >= VIEW_CACHE_SIZE:
+                del views[next(iter(views))]
+            views[token] = view
+        if self._revoked.is_revoked(view.key):
+            views.pop(token, None)
             return self._error(request, 404, "session not found")
-        try:
-            session = decode_session(state)
-        except CorruptStateError:
-            return self._error(request, 404, "session not found")
-        session_id = session.session_id
-        if self._revoked.is_revoked(session_id):
-            return self._error(request, 404, "session not found")
+        return view, token
+
+    def _session(self, request: HttpRequest) -> tuple[int, bool, bytes] | bytes:
+        """(slot, transient, token) for the request's session, or an error response: for
+        what holds the session in a table slot (a GET stream) or must find it there."""
+        found = self._view(request)
+        if isinstance(found, bytes):
+            return found
+        view, token = found
         table = self.protocol.table
-        existing = table.find(session_id)
+        existing = table.find(view.key)
         if existing is not None:
             return existing, False, token
+        opened = self._sealer.open(token)
+        if opened is None:
+            return self._error(request, 404, "session not found")
+        try:
+            session = decode_session(opened[0])
+        except CorruptStateError:
+            return self._error(request, 404, "session not found")
         try:
             return table.load(session), True, token
         except SessionError:
@@ -306,19 +344,13 @@ class McpHttp:
         ):
             # The stateless era without its headers: it is refused as that era refuses it.
             return self._modern(connection, request)
-        found = self._session(request)
+        found = self._view(request)
         if isinstance(found, bytes):
             return found
-        slot, transient, token = found
-        key = protocol.session_key(slot)
-        try:
-            outcome = protocol.handle_message(slot, message)
-        except BaseException:
-            if transient:
-                protocol.close_session(slot)
-            raise
+        view, token = found
+        key = view.key
+        outcome = protocol.handle_message(-1, message, view)
         if isinstance(outcome, Call):
-            outcome.transient = transient
             outcome.http = HttpCall(
                 token, accepts_stream, request.keep_alive, self._stream_responses and accepts_stream
             )
@@ -330,8 +362,6 @@ class McpHttp:
             core.track_call(connection, outcome)
             core.runner.start(outcome)
             return None  # answered from finish_call (perhaps already, for a sync call)
-        if transient:
-            protocol.close_session(slot)
         if isinstance(outcome, Cancel):
             self.core.runner.cancel(key, outcome.request_id)
         elif isinstance(outcome, ClientResponse):
@@ -430,10 +460,11 @@ class McpHttp:
         found = self._session(request)
         if isinstance(found, bytes):
             return found
-        slot, transient, _token = found
+        slot, transient, token = found
         protocol = self.protocol
         session_id = protocol.table.get(slot, "session_id")
         self._revoked.revoke(session_id)
+        self._views.pop(token, None)
         protocol.end_session(session_id)
         stream = None if transient else self.core.stream_connection(slot)
         if transient:

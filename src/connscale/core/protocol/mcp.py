@@ -100,6 +100,7 @@ __all__ = [
     "McpProtocol",
     "Outcome",
     "SessionKey",
+    "SessionView",
 ]
 
 # Kept under their old names for the tools that speak the handshake era.
@@ -184,6 +185,18 @@ class Cancel(NamedTuple):
     request_id: RequestId
 
 
+class SessionView(NamedTuple):
+    """A handshake-era HTTP session as its sealed token carries it: no table slot needed.
+
+    A POST is served from this view alone (the session id and what the client said at
+    ``initialize``); only an open GET stream loads the session into a table slot.
+    """
+
+    key: bytes
+    client: ClientInfo
+    expires: float
+
+
 class Listen(NamedTuple):
     """``subscriptions/listen`` (2026-07-28): keep a stream open for change notifications.
 
@@ -258,6 +271,7 @@ class Call:
         "protocol",
         "request_id",
         "runner",
+        "session_client",
         "slot",
         "stream",
         "target",
@@ -295,6 +309,8 @@ class Call:
         self.http: Any = None  # HTTP: how to answer (an ``http.HttpCall``)
         #: 2026-07-28: what the request said about its client, and the answers it brought.
         self.envelope: Envelope | None = None
+        #: HTTP handshake era: the client as its session token says (no table slot).
+        self.session_client: ClientInfo | None = None
 
     # -- CallContext ---------------------------------------------------------------------------
 
@@ -302,6 +318,8 @@ class Call:
     def client(self) -> ClientInfo:
         if self.envelope is not None:
             return self.envelope.client
+        if self.session_client is not None:
+            return self.session_client
         return self.protocol.client_info(self.slot)
 
     @property
@@ -523,12 +541,15 @@ class McpProtocol:
         )
         return self.handle_message(slot, message)
 
-    def handle_message(self, slot: int, message: Message) -> Outcome:
-        """Handle one decoded message for the session in ``slot``."""
+    def handle_message(
+        self, slot: int, message: Message, view: SessionView | None = None
+    ) -> Outcome:
+        """Handle one decoded message for the session in ``slot`` (or, over HTTP, the
+        session ``view`` a token carries, with ``slot`` -1)."""
         if isinstance(message, Request):
             if _is_modern(message):
                 return self.handle_stateless(slot, message)
-            return self._handle_request(slot, message)
+            return self._handle_request(slot, message, view)
         if isinstance(message, Notification):
             return self._handle_notification(slot, message)
         if isinstance(message, Invalid):
@@ -746,7 +767,9 @@ class McpProtocol:
             decorated.setdefault("cacheScope", self._cache_hints["cacheScope"])
         return decorated
 
-    def _handle_request(self, slot: int, request: Request) -> bytes | Call:
+    def _handle_request(
+        self, slot: int, request: Request, view: SessionView | None = None
+    ) -> bytes | Call:
         method = request.method
         if method == "ping":
             return encode_result_raw(request.id, _EMPTY_RESULT)
@@ -767,7 +790,7 @@ class McpProtocol:
                     request.id, INVALID_REQUEST, "invalid request: a notification has no id"
                 )
             return _method_not_found(request)
-        if self._table.get(slot, "protocol_version") is None:
+        if view is None and self._table.get(slot, "protocol_version") is None:
             return encode_error(
                 request.id, INVALID_REQUEST, "session not initialized: send initialize first"
             )
@@ -782,17 +805,23 @@ class McpProtocol:
             if capability not in capabilities:
                 return _method_not_found(request)
             return self._list(request.id, kind, params)
+        key = view.key if view is not None else self.session_key(slot)
         if call_capability is not None:
             if call_capability not in capabilities:
                 return _method_not_found(request)
-            return self._call(slot, request, params)
+            outcome = self._call(slot, request, params, key)
+            if view is not None and isinstance(outcome, Call):
+                outcome.session_client = view.client
+            return outcome
         if method == "logging/setLevel":
-            return self._set_level(slot, request.id, params)
+            return self._set_level(key, request.id, params)
         if "resources" not in capabilities:
             return _method_not_found(request)
-        return self._subscribe(slot, request.id, method, params)
+        return self._subscribe(key, request.id, method, params)
 
-    def _call(self, slot: int, request: Request, params: dict[str, Any]) -> bytes | Call:
+    def _call(
+        self, slot: int, request: Request, params: dict[str, Any], key: SessionKey = b""
+    ) -> bytes | Call:
         request_id = request.id
         method = request.method
         arguments: Any = {}
@@ -856,7 +885,7 @@ class McpProtocol:
         call = Call(
             self,
             slot,
-            self.session_key(slot) if slot >= 0 else b"",
+            self.session_key(slot) if slot >= 0 else key,
             request_id,
             method,
             target=target,
@@ -872,7 +901,7 @@ class McpProtocol:
                 }
         return call
 
-    def _set_level(self, slot: int, request_id: RequestId, params: dict[str, Any]) -> bytes:
+    def _set_level(self, key: SessionKey, request_id: RequestId, params: dict[str, Any]) -> bytes:
         level = params.get("level")
         if level not in LOG_LEVELS:
             return encode_error(
@@ -880,18 +909,16 @@ class McpProtocol:
                 INVALID_PARAMS,
                 "logging/setLevel needs a level: " + ", ".join(LOG_LEVELS),
             )
-        key = self.session_key(slot)
         self._remember(self._log_levels, key)
         self._log_levels[key] = LOG_LEVELS.index(level)
         return encode_result_raw(request_id, _EMPTY_RESULT)
 
     def _subscribe(
-        self, slot: int, request_id: RequestId, method: str, params: dict[str, Any]
+        self, key: SessionKey, request_id: RequestId, method: str, params: dict[str, Any]
     ) -> bytes:
         uri = params.get("uri")
         if not isinstance(uri, str):
             return encode_error(request_id, INVALID_PARAMS, f"{method} needs a string 'uri'")
-        key = self.session_key(slot)
         uris = self._subscribed.get(key)
         if method == "resources/subscribe":
             if uris is None:
@@ -969,7 +996,7 @@ class McpProtocol:
         # Notifications are never answered, not even with an error (JSON-RPC 2.0).
         method = notification.method
         if method == "notifications/initialized":
-            if self.is_initialized(slot):
+            if slot >= 0 and self.is_initialized(slot):
                 self._table.update(slot, phase=Phase.INITIALIZED)
         elif method == "notifications/cancelled":
             params = notification.params

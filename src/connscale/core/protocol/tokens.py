@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import secrets
 import struct
 import time
@@ -88,6 +89,18 @@ class SessionSealer:
 
     def unseal(self, token: str | bytes) -> bytes | None:
         """The state inside ``token``; None when it is malformed, tampered with or expired."""
+        opened = self.open(token)
+        return None if opened is None else opened[0]
+
+    def expiry(self, issued: float) -> float:
+        """When a token sealed at ``issued`` stops being valid (``inf``: never)."""
+        return math.inf if self.max_age is None else issued + self.max_age
+
+    def now(self) -> float:
+        return self._clock()
+
+    def open(self, token: str | bytes) -> tuple[bytes, float] | None:
+        """(state, issued at) inside ``token``; None when malformed, tampered with or expired."""
         if isinstance(token, str):
             try:
                 token = token.encode("ascii")
@@ -113,7 +126,7 @@ class SessionSealer:
             (issued,) = _ISSUED.unpack_from(plain)
             if self.max_age is not None and self._clock() - issued > self.max_age:
                 return None
-            return plain[_ISSUED.size :]
+            return plain[_ISSUED.size :], float(issued)
         return None
 
 
