@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from connscale.errors import AppLoadError, ConfigurationError
+from connscale.server.config import ServerConfig
 from connscale.server.loading import as_surface, load_app
 from connscale.server.supervisor import reference_app
-from connscale.server.config import ServerConfig
 
 SURFACE_FILE = """
 from connscale.server.supervisor import reference_app

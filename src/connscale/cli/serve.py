@@ -32,6 +32,7 @@ there (421 for others: DNS rebinding), refuses foreign Origin headers (403), and
 A wrong --app is one line of error and exit code 2.
 """
 
+
 def _seconds(text: str) -> float:
     """An argparse type: a finite number of seconds >= 0."""
     try:
