@@ -7,32 +7,38 @@ indexed by slot, so an idle session costs a few dozen bytes and no Python object
 - fixed-width columns: the 16-byte id, transport+phase packed in one byte, ``created_at``
   (a double), and small-int codes into intern tables for the protocol version, the (client
   name, client version) pair and the capabilities. The columns are zeroed anonymous memory
-  maps that the kernel commits page by page as slots are first written, so a table sized
-  for a worker's worst case costs only what its live slots touched, and memory grows in a
-  straight line with sessions instead of in doubling steps;
-- intern tables hold each distinct value once with a reference count, so a value no live
-  session uses any more is freed (a client sending a new name per connection cannot grow
-  them beyond the live sessions);
+  maps that the kernel commits page by page as slots are first written (``_lazy_memory``);
+- intern tables (``_intern``) hold each distinct value once with a reference count, so a
+  value no live session uses any more is freed (a client sending a new name per connection
+  cannot grow them beyond the live sessions);
 - pending request ids and metadata live in sparse dicts holding entries only for the slots
   that have some;
-- the optional id index is an open-addressing table of slot numbers (``array('i')``) keyed by
-  Python's salted hash of the id, so it adds no Python object per session either.
+- the optional id index (``_id_index``) is an open-addressing table of slot numbers, so it
+  adds no Python object per session either.
+
+Capability sets are interned process-wide (``_capabilities``); their names are re-exported
+here, where they have always been importable from.
 """
 
 from __future__ import annotations
 
-import math
-import mmap
 import secrets
+import sys
 import time
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
-from typing import Any, Final, Generic, TypeVar
-from weakref import WeakValueDictionary
+from typing import Any, Final
 
-import msgspec
-
+from connscale.core._capabilities import (
+    EMPTY_CAPABILITIES,
+    Capabilities,
+    check_json_like,
+    intern_capabilities,
+)
+from connscale.core._id_index import IdIndex
+from connscale.core._intern import InternTable
+from connscale.core._lazy_memory import lazy_zeroed, regrown
 from connscale.errors import (
     ConfigurationError,
     SlotError,
@@ -113,161 +119,6 @@ _PHASE_CODE: Final[dict[str, int]] = {value: code for code, value in enumerate(P
 
 def _unknown_field(name: str) -> UnknownFieldError:
     return UnknownFieldError(f"unknown session field {name!r}; fields are: {', '.join(FIELDS)}")
-
-
-# --- capabilities ------------------------------------------------------------------------------
-
-_canonical_encoder = msgspec.json.Encoder(order="sorted")
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return Capabilities._from_trusted({key: _freeze(item) for key, item in value.items()})
-    if isinstance(value, list):
-        return tuple(_freeze(item) for item in value)
-    return value
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Capabilities):
-        return value.to_dict()
-    if isinstance(value, tuple):
-        return [_thaw(item) for item in value]
-    return value
-
-
-class Capabilities(Mapping[str, Any]):
-    """An immutable, hashable capability set (JSON-like), compared by content.
-
-    Build it with ``intern_capabilities``: equal sets then share one object. Nested objects
-    come back as ``Capabilities`` and arrays as tuples; ``to_dict()`` gives a mutable copy.
-    """
-
-    __slots__ = ("__weakref__", "_items", "_key", "_packed")
-
-    _items: dict[str, Any]
-    _key: bytes
-    _packed: bytes | None  # canonical MessagePack, made on first use by the codec
-
-    def __init__(self, caps: Mapping[str, Any] | None = None) -> None:
-        canonical = _canonical(caps)
-        self._key = canonical
-        self._packed = None
-        self._items = {} if canonical == b"{}" else _freeze(msgspec.json.decode(canonical))._items
-
-    @classmethod
-    def _from_trusted(cls, items: dict[str, Any]) -> Capabilities:
-        obj = cls.__new__(cls)
-        obj._items = items
-        obj._key = _canonical_encoder.encode(_thaw_items(items))
-        obj._packed = None
-        return obj
-
-    @property
-    def canonical(self) -> bytes:
-        """Canonical JSON (sorted keys): the identity of this capability set."""
-        return self._key
-
-    def to_dict(self) -> dict[str, Any]:
-        """A fresh, mutable deep copy."""
-        return _thaw_items(self._items)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._items[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Capabilities):
-            return self._key == other._key
-        if isinstance(other, Mapping):
-            return dict(self.items()) == dict(other.items()) or self.to_dict() == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def __repr__(self) -> str:
-        return f"Capabilities({self._key.decode()})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (intern_capabilities, (self.to_dict(),))
-
-
-def _thaw_items(items: dict[str, Any]) -> dict[str, Any]:
-    return {key: _thaw(value) for key, value in items.items()}
-
-
-def _canonical(caps: Mapping[str, Any] | None) -> bytes:
-    if caps is None:
-        return b"{}"
-    if isinstance(caps, Capabilities):
-        return caps._key
-    if not isinstance(caps, Mapping):
-        raise ConfigurationError(
-            f"capabilities must be a JSON-like mapping or None, got {type(caps).__name__}"
-        )
-    check_json_like(caps, depth=0)
-    return _canonical_encoder.encode(caps)
-
-
-MAX_JSON_DEPTH: Final = 32
-
-
-def check_json_like(value: Any, depth: int, *, tuples: bool = True) -> None:
-    """Only what JSON can carry, so that encode/decode and equality are exact."""
-    if depth > MAX_JSON_DEPTH:
-        raise ConfigurationError(f"JSON-like values nest deeper than {MAX_JSON_DEPTH} levels")
-    if value is None or isinstance(value, bool | str):
-        return
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**64:
-            raise ConfigurationError(f"integer {value} does not fit in 64 bits")
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigurationError(f"{value!r} is not a JSON value")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ConfigurationError(f"JSON object keys must be str, got {key!r}")
-            check_json_like(item, depth + 1, tuples=tuples)
-        return
-    if isinstance(value, list) or (tuples and isinstance(value, tuple)):
-        for item in value:
-            check_json_like(item, depth + 1, tuples=tuples)
-        return
-    raise ConfigurationError(f"capabilities hold JSON-like values only, not {type(value).__name__}")
-
-
-# Process-wide intern pool: weak, so a capability set no session uses any more is freed.
-_CAPABILITIES: WeakValueDictionary[bytes, Capabilities] = WeakValueDictionary()
-EMPTY_CAPABILITIES: Final = Capabilities()
-_CAPABILITIES[b"{}"] = EMPTY_CAPABILITIES
-
-
-def intern_capabilities(caps: Mapping[str, Any] | None) -> Capabilities:
-    """The one shared ``Capabilities`` equal to ``caps`` (None and {} give the empty set)."""
-    if isinstance(caps, Capabilities):
-        existing = _CAPABILITIES.get(caps._key)
-        if existing is None:
-            _CAPABILITIES[caps._key] = caps
-            return caps
-        return existing
-    key = _canonical(caps)
-    found = _CAPABILITIES.get(key)
-    if found is None:
-        found = Capabilities.__new__(Capabilities)
-        found._key = key
-        found._items = _freeze(msgspec.json.decode(key))._items
-        found._packed = None
-        _CAPABILITIES[key] = found
-    return found
 
 
 # --- field values ------------------------------------------------------------------------------
@@ -448,67 +299,7 @@ class Session:
 
 # --- SessionTable ----------------------------------------------------------------------------
 
-H = TypeVar("H")
-
-
-class _InternTable(Generic[H]):
-    """Distinct values <-> small-int codes with reference counts; code 0 is None."""
-
-    __slots__ = ("_codes", "_free", "_refs", "_values")
-
-    def __init__(self) -> None:
-        self._values: list[H | None] = [None]
-        self._codes: dict[H, int] = {}
-        self._refs = array("I", [0])
-        self._free: list[int] = []
-
-    def acquire(self, value: H | None) -> int:
-        if value is None:
-            return 0
-        code = self._codes.get(value)
-        if code is None:
-            if self._free:
-                code = self._free.pop()
-                self._values[code] = value
-            else:
-                code = len(self._values)
-                self._values.append(value)
-                self._refs.append(0)
-            self._codes[value] = code
-        self._refs[code] += 1
-        return code
-
-    def release(self, code: int) -> None:
-        if code == 0:
-            return
-        refs = self._refs[code] - 1
-        self._refs[code] = refs
-        if refs == 0:
-            value = self._values[code]
-            self._values[code] = None
-            del self._codes[value]  # type: ignore[arg-type]
-            self._free.append(code)
-
-    def value(self, code: int) -> H | None:
-        return self._values[code]
-
-    def __len__(self) -> int:
-        return len(self._codes)
-
-    def nbytes(self) -> int:
-        import sys
-
-        return (
-            sys.getsizeof(self._values)
-            + sys.getsizeof(self._codes)
-            + self._refs.buffer_info()[1] * self._refs.itemsize
-            + sys.getsizeof(self._free)
-        )
-
-
 _ALLOCATED: Final = 0x80  # state byte: bit 7 = slot in use, bits 2-3 phase, bits 0-1 transport
-_EMPTY: Final = 0  # id index: no slot (index entries hold slot + 1)
-_TOMBSTONE: Final = -1  # id index: a freed slot, keep probing
 
 
 class SessionTable:
@@ -539,25 +330,22 @@ class SessionTable:
             )
         self._capacity = capacity
         self._max_capacity = max_capacity
-        self._ids = _lazy_zeroed(SESSION_ID_BYTES * capacity)
-        self._state = _lazy_zeroed(capacity)
-        self._created = _lazy_zeroed(8 * capacity).cast("d")
-        self._protocol = _lazy_zeroed(4 * capacity).cast("I")
-        self._client = _lazy_zeroed(4 * capacity).cast("I")
-        self._caps = _lazy_zeroed(4 * capacity).cast("I")
-        self._protocols: _InternTable[str] = _InternTable()
-        self._clients: _InternTable[tuple[str | None, str | None]] = _InternTable()
-        self._capabilities: _InternTable[Capabilities] = _InternTable()
+        self._ids = lazy_zeroed(SESSION_ID_BYTES * capacity)
+        self._state = lazy_zeroed(capacity)
+        self._created = lazy_zeroed(8 * capacity).cast("d")
+        self._protocol = lazy_zeroed(4 * capacity).cast("I")
+        self._client = lazy_zeroed(4 * capacity).cast("I")
+        self._caps = lazy_zeroed(4 * capacity).cast("I")
+        self._protocols: InternTable[str] = InternTable()
+        self._clients: InternTable[tuple[str | None, str | None]] = InternTable()
+        self._capabilities: InternTable[Capabilities] = InternTable()
         self._pending: dict[int, set[int | str]] = {}
         self._metadata: dict[int, dict[str, object]] = {}
         # Slots never used yet are [_high_water, capacity); freed ones wait in _free (LIFO).
         self._free = array("I")
         self._high_water = 0
         self._live = 0
-        self._index: array[int] | None = None
-        self._index_used = 0  # live entries + tombstones
-        if index_by_id:
-            self._index = array("i", bytes(4 * _index_size(capacity)))
+        self._index = IdIndex(self._ids, SESSION_ID_BYTES, capacity) if index_by_id else None
 
     # --- slots ----------------------------------------------------------------------------
 
@@ -605,7 +393,8 @@ class SessionTable:
             secrets.token_bytes(SESSION_ID_BYTES) if session_id is None else _session_id(session_id)
         )
         when = time.time() if created_at is None else _created_at(created_at)
-        if self._index is not None and self._lookup(new_id) is not None:
+        index = self._index
+        if index is not None and index.find(new_id) is not None:
             raise ConfigurationError(f"session id {new_id.hex()} is already in this table")
         if self._free:
             slot = self._free.pop()
@@ -619,15 +408,15 @@ class SessionTable:
         self._ids[start : start + SESSION_ID_BYTES] = new_id
         self._created[slot] = when
         self._live += 1
-        if self._index is not None and not self._ensure_index_room():
-            self._index_insert(new_id, slot)
+        if index is not None:
+            self._index_add(index, new_id, slot)
         return slot
 
     def free(self, slot: int) -> None:
         """Release ``slot``, its interned values and any pending ids or metadata."""
         self._check(slot)
         if self._index is not None:
-            self._index_remove(self._id_of(slot), slot)
+            self._index.remove(self._id_of(slot), slot)
         self._state[slot] = 0
         self._protocols.release(self._protocol[slot])
         self._clients.release(self._client[slot])
@@ -646,15 +435,16 @@ class SessionTable:
                 "free slots or raise max_capacity"
             )
         new = self._capacity * 2 if limit is None else min(self._capacity * 2, limit)
-        self._ids = _regrown(self._ids, SESSION_ID_BYTES * new)
-        self._state = _regrown(self._state, new)
-        self._created = _regrown(self._created, 8 * new)
-        self._protocol = _regrown(self._protocol, 4 * new)
-        self._client = _regrown(self._client, 4 * new)
-        self._caps = _regrown(self._caps, 4 * new)
+        self._ids = regrown(self._ids, SESSION_ID_BYTES * new)
+        self._state = regrown(self._state, new)
+        self._created = regrown(self._created, 8 * new)
+        self._protocol = regrown(self._protocol, 4 * new)
+        self._client = regrown(self._client, 4 * new)
+        self._caps = regrown(self._caps, 4 * new)
         self._capacity = new
         if self._index is not None:
-            self._rebuild_index()
+            self._index.ids = self._ids
+            self._index.rebuild(self.slots(), max(self._capacity, 2 * self._live))
 
     # --- fields ---------------------------------------------------------------------------
 
@@ -697,14 +487,15 @@ class SessionTable:
         if "session_id" in converted:
             new_id = converted["session_id"]
             old_id = self._id_of(slot)
-            if new_id != old_id and self._index is not None:
-                if self._lookup(new_id) is not None:
+            index = self._index if new_id != old_id else None
+            if index is not None:
+                if index.find(new_id) is not None:
                     raise ConfigurationError(f"session id {new_id.hex()} is already in use")
-                self._index_remove(old_id, slot)
+                index.remove(old_id, slot)
             start = slot * SESSION_ID_BYTES
             self._ids[start : start + SESSION_ID_BYTES] = new_id
-            if new_id != old_id and self._index is not None and not self._ensure_index_room():
-                self._index_insert(new_id, slot)
+            if index is not None:
+                self._index_add(index, new_id, slot)
         state = self._state[slot]
         if "transport" in converted:
             state = (state & ~3) | _TRANSPORT_CODE[converted["transport"]]
@@ -811,77 +602,19 @@ class SessionTable:
             raise ConfigurationError("find() needs a SessionTable built with index_by_id=True")
         if not isinstance(session_id, bytes | bytearray) or len(session_id) != SESSION_ID_BYTES:
             return None
-        return self._lookup(bytes(session_id))
+        return self._index.find(bytes(session_id))
 
-    def _probe(self, session_id: bytes) -> Iterator[int]:
-        index = self._index
-        assert index is not None
-        mask = len(index) - 1
-        # hash() of bytes is salted per process (SipHash): ids chosen by a client cannot be
-        # made to collide on purpose.
-        position = hash(session_id) & mask
-        for _ in range(len(index)):
-            yield position
-            position = (position + 1) & mask
-
-    def _lookup(self, session_id: bytes) -> int | None:
-        index = self._index
-        assert index is not None
-        ids = self._ids
-        for position in self._probe(session_id):
-            entry = index[position]
-            if entry == _EMPTY:
-                return None
-            if entry != _TOMBSTONE:
-                slot = entry - 1
-                start = slot * SESSION_ID_BYTES
-                if ids[start : start + SESSION_ID_BYTES] == session_id:
-                    return slot
-        return None
-
-    def _ensure_index_room(self) -> bool:
-        """Rebuild the index (with every allocated slot) if one more entry would load it over
-        half, counting tombstones, so probes stay short. True if it was rebuilt."""
-        assert self._index is not None
-        if (self._index_used + 1) * 2 > len(self._index):
-            self._rebuild_index()
-            return True
-        return False
-
-    def _index_insert(self, session_id: bytes, slot: int) -> None:
-        index = self._index
-        assert index is not None
-        for position in self._probe(session_id):
-            entry = index[position]
-            if entry in (_EMPTY, _TOMBSTONE):
-                if entry == _EMPTY:
-                    self._index_used += 1
-                index[position] = slot + 1
-                return
-
-    def _index_remove(self, session_id: bytes, slot: int) -> None:
-        index = self._index
-        assert index is not None
-        for position in self._probe(session_id):
-            entry = index[position]
-            if entry == _EMPTY:
-                return
-            if entry == slot + 1:
-                index[position] = _TOMBSTONE
-                return
-
-    def _rebuild_index(self) -> None:
-        self._index = array("i", bytes(4 * _index_size(max(self._capacity, 2 * self._live))))
-        self._index_used = 0
-        for slot in self.slots():
-            self._index_insert(self._id_of(slot), slot)
+    def _index_add(self, index: IdIndex, session_id: bytes, slot: int) -> None:
+        # Rebuilt (with every allocated slot, this one included) rather than loaded over half.
+        if index.is_full():
+            index.rebuild(self.slots(), max(self._capacity, 2 * self._live))
+        else:
+            index.insert(session_id, slot)
 
     # --- memory ---------------------------------------------------------------------------
 
     def nbytes(self) -> int:
         """Bytes held by the table: columns, intern tables, side dicts and index."""
-        import sys
-
         # Columns count at their reserved size: an upper bound of what the kernel committed.
         total = sum(
             column.nbytes
@@ -896,7 +629,7 @@ class SessionTable:
         )
         total += sys.getsizeof(self._free)
         if self._index is not None:
-            total += sys.getsizeof(self._index)
+            total += self._index.nbytes()
         total += sys.getsizeof(self._pending) + sys.getsizeof(self._metadata)
         total += sum(sys.getsizeof(ids) for ids in self._pending.values())
         total += self._protocols.nbytes() + self._clients.nbytes() + self._capabilities.nbytes()
@@ -904,32 +637,3 @@ class SessionTable:
 
     def __repr__(self) -> str:
         return f"<SessionTable live={self._live} capacity={self._capacity}>"
-
-
-def _lazy_zeroed(nbytes: int) -> memoryview:
-    """Zeroed memory that the kernel commits page by page when first written.
-
-    ``bytearray(n)`` and ``array(...)`` write every byte up front; an anonymous map does
-    not, so an unused tail of a column costs nothing.
-    """
-    # Private, not the shared default: plain process memory, like the heap.
-    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
-    if flags:
-        return memoryview(mmap.mmap(-1, max(nbytes, 1), flags=flags))
-    return memoryview(mmap.mmap(-1, max(nbytes, 1)))  # platforms without mmap flags
-
-
-def _regrown(column: memoryview[Any], nbytes: int) -> Any:
-    """A larger zeroed column holding the old one's contents (same item format)."""
-    grown: memoryview[Any] = _lazy_zeroed(nbytes).cast(column.format)  # type: ignore[call-overload]
-    grown[: len(column)] = column
-    column.release()
-    return grown
-
-
-def _index_size(capacity: int) -> int:
-    """A power of two at least twice ``capacity``: load factor <= 1/2."""
-    size = 8
-    while size < 2 * capacity:
-        size <<= 1
-    return size
