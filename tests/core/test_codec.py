@@ -134,6 +134,26 @@ def test_tampered_fields_are_corrupt(mutate: Any) -> None:
         decode_session(msgspec.msgpack.encode(fields))
 
 
+@pytest.mark.parametrize("phase_code", [2, 3])
+@pytest.mark.parametrize("transport_code", [0, 3])
+def test_retired_phase_codes_are_corrupt(phase_code: int, transport_code: int) -> None:
+    # 2 and 3 were "closing" and "closed", which no session was ever in.
+    fields = msgspec.msgpack.decode(encode_session(Session()))
+    fields[2] = transport_code | phase_code << 2
+    with pytest.raises(CorruptStateError, match="phase code"):
+        decode_session(msgspec.msgpack.encode(fields))
+
+
+def test_phase_and_transport_codes_are_unchanged() -> None:
+    # Append only: encoded sessions keep their meaning across versions.
+    for transport_code, transport in enumerate(["tcp", "stdio", "http", "ws"]):
+        for phase_code, phase in enumerate(["initializing", "initialized"]):
+            fields = msgspec.msgpack.decode(encode_session(Session()))
+            fields[2] = transport_code | phase_code << 2
+            decoded = decode_session(msgspec.msgpack.encode(fields))
+            assert (decoded.transport, decoded.phase) == (transport, phase)
+
+
 def test_deep_nesting_is_corrupt_not_a_crash() -> None:
     fields = msgspec.msgpack.decode(encode_session(Session()))
     deep: Any = {}

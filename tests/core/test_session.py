@@ -65,7 +65,7 @@ def test_unknown_field_is_an_error() -> None:
     with pytest.raises(UnknownFieldError, match="nope"):
         session.get("nope")
     with pytest.raises(UnknownFieldError):
-        session.update(phase="closed", nope=1)
+        session.update(phase="initialized", nope=1)
     assert session.phase is Phase.INITIALIZING  # nothing was set
 
 
@@ -74,6 +74,7 @@ def test_unknown_field_is_an_error() -> None:
     [
         ("transport", "carrier-pigeon"),
         ("phase", "half-open"),
+        ("phase", "closed"),  # no such phase: a session that ends frees its slot
         ("session_id", b"short"),
         ("created_at", "yesterday"),
         ("client_name", 5),
@@ -91,7 +92,7 @@ def test_session_equality_and_dict() -> None:
     session = Session(created_at=5.0, pending=[3, "a"], metadata={"k": [1]})
     twin = Session(**{name: getattr(session, name) for name in FIELDS})
     assert twin == session
-    twin.update(phase="closed")
+    twin.update(phase="initialized")
     assert twin != session
     assert session.to_dict()["pending"] == [3, "a"]
 
@@ -133,7 +134,7 @@ def test_slot_errors() -> None:
     with pytest.raises(SlotError, match="not allocated"):
         table.get(0, "phase")
     with pytest.raises(SlotError, match="out of range"):
-        table.update(99, phase="closed")
+        table.update(99, phase="initialized")
     slot = table.allocate()
     table.free(slot)
     with pytest.raises(SlotError):
@@ -147,7 +148,7 @@ def test_unknown_field_in_table() -> None:
     with pytest.raises(UnknownFieldError):
         table.get(slot, "colour")
     with pytest.raises(UnknownFieldError):
-        table.update(slot, phase="closed", colour="red")
+        table.update(slot, phase="initialized", colour="red")
     assert table.get(slot, "phase") is Phase.INITIALIZING
 
 

@@ -168,6 +168,11 @@ def _build(record: _SessionV1) -> Session:
     state = record.state
     if not 0 <= state <= 15:
         raise CorruptStateError(f"state code {state} is out of range")
+    phase_code = state >> 2
+    if phase_code >= len(PHASE_CODES):
+        # Codes 2 and 3 were "closing" and "closed": never set, so never in a real session.
+        raise CorruptStateError(f"phase code {phase_code} is not in use")
+    phase = PHASE_CODES[phase_code]
     protocol = record.protocol
     if isinstance(protocol, int):
         if not 0 <= protocol < len(KNOWN_PROTOCOL_VERSIONS):
@@ -192,7 +197,7 @@ def _build(record: _SessionV1) -> Session:
     session = Session.__new__(Session)
     session.session_id = record.session_id
     session.transport = TRANSPORT_CODES[state & 3]
-    session.phase = PHASE_CODES[state >> 2]
+    session.phase = phase
     session.created_at = record.created_at
     session.protocol_version = protocol
     session.client_name = record.client_name

@@ -86,12 +86,14 @@ class Transport(StrEnum):
 
 
 class Phase(StrEnum):
-    """Where the session is in the MCP lifecycle."""
+    """Where the session is in the MCP lifecycle.
+
+    There is no closing or closed phase: a session that ends frees its slot (or is dropped),
+    so nothing could ever observe one.
+    """
 
     INITIALIZING = "initializing"
     INITIALIZED = "initialized"
-    CLOSING = "closing"
-    CLOSED = "closed"
 
 
 #: Every session field, in the order the codec and ``Session.__init__`` use.
@@ -111,7 +113,9 @@ _FIELD_SET: Final = frozenset(FIELDS)
 
 # Small-int codes, shared by SessionTable and the codec; append only, never renumber.
 TRANSPORT_CODES: Final = (Transport.TCP, Transport.STDIO, Transport.HTTP, Transport.WS)
-PHASE_CODES: Final = (Phase.INITIALIZING, Phase.INITIALIZED, Phase.CLOSING, Phase.CLOSED)
+# Phase codes 2 and 3 were "closing" and "closed", which nothing ever set; they stay retired
+# (the codec refuses them as corrupt) rather than being given to a new phase.
+PHASE_CODES: Final = (Phase.INITIALIZING, Phase.INITIALIZED)
 # Keyed by str: a StrEnum member and its plain value hash and compare equal.
 _TRANSPORT_CODE: Final[dict[str, int]] = {v: code for code, v in enumerate(TRANSPORT_CODES)}
 _PHASE_CODE: Final[dict[str, int]] = {value: code for code, value in enumerate(PHASE_CODES)}
