@@ -95,6 +95,12 @@ def test_metadata_must_be_json_like_to_encode() -> None:
         encode_session(Session(metadata={"o": object()}))
 
 
+@pytest.mark.parametrize("bad", [None, {"session_id": b"x" * 16}, b"bytes"])
+def test_encode_needs_a_session(bad: Any) -> None:
+    with pytest.raises(TypeError, match="needs a Session"):
+        encode_session(bad)
+
+
 def test_oversized_session_is_refused_on_encode() -> None:
     with pytest.raises(ConfigurationError, match="MAX_ENCODED_BYTES"):
         encode_session(Session(metadata={"blob": "x" * MAX_ENCODED_BYTES}))

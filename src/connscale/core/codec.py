@@ -99,6 +99,8 @@ def _pending_order(request_id: int | str) -> tuple[bool, int | str]:
 
 def encode_session(session: Session) -> bytes:
     """The compact binary form of ``session`` (see the module docstring for the layout)."""
+    if not isinstance(session, Session):
+        raise TypeError(f"encode_session needs a Session, got {type(session).__name__}")
     created_at = session.created_at
     # A positive whole number as an int is shorter (uint32 for today's epoch) and still exact
     # (-0.0 and non-finite values keep the float form).
