@@ -6,7 +6,7 @@ from connscale.core._lazy_memory import lazy_zeroed, regrown
 
 
 def test_lazy_zeroed_is_zeroed_and_writable() -> None:
-    column = lazy_zeroed(64).cast("d")
+    column = lazy_zeroed(64, "d")
     assert len(column) == 8
     assert all(value == 0.0 for value in column)
     column[3] = 1.5
@@ -15,7 +15,7 @@ def test_lazy_zeroed_is_zeroed_and_writable() -> None:
 
 
 def test_regrown_keeps_contents_and_format() -> None:
-    column = lazy_zeroed(16).cast("I")
+    column = lazy_zeroed(16, "I")
     column[0], column[3] = 7, 9
     grown = regrown(column, 64)
     assert grown.format == "I"

@@ -29,6 +29,31 @@ from connscale.errors import (
 CAPS = {"roots": {"listChanged": True}, "sampling": {}}
 
 
+def test_names_stay_importable_from_core_session() -> None:
+    # Other modules (and users) import these from here since before the module was split.
+    from connscale.core import session as module
+
+    for name in (
+        "FIELDS",
+        "MISSING",
+        "NO_PENDING",
+        "SESSION_ID_BYTES",
+        "Capabilities",
+        "Phase",
+        "Session",
+        "SessionTable",
+        "Transport",
+        "check_json_like",
+        "intern_capabilities",
+        "TRANSPORT_CODES",
+        "PHASE_CODES",
+        "EMPTY_CAPABILITIES",
+        "MAX_JSON_DEPTH",
+    ):
+        assert hasattr(module, name), name
+    assert set(module.__all__) <= set(dir(module))
+
+
 # --- Session -----------------------------------------------------------------------------------
 
 
@@ -182,7 +207,7 @@ def test_pending_ids_are_sparse() -> None:
     assert table.discard_pending(slot, 1)
     assert not table.discard_pending(slot, 1)
     assert table.discard_pending(slot, "req-2")
-    assert table._pending == {}  # an idle session holds no set
+    assert table._sparse_pending == {}  # an idle session holds no set
     with pytest.raises(ConfigurationError):
         table.add_pending(slot, 1.5)  # type: ignore[arg-type]
 
@@ -190,11 +215,11 @@ def test_pending_ids_are_sparse() -> None:
 def test_metadata_costs_nothing_until_set() -> None:
     table = SessionTable()
     slot = table.allocate()
-    assert table._metadata == {}
+    assert table._sparse_metadata == {}
     table.update(slot, metadata={"user": "ann"})
     assert table.get(slot, "metadata") == {"user": "ann"}
     table.free(slot)
-    assert table._metadata == {}
+    assert table._sparse_metadata == {}
 
 
 def test_intern_tables_free_values_no_session_uses() -> None:
@@ -203,13 +228,13 @@ def test_intern_tables_free_values_no_session_uses() -> None:
     second = table.allocate()
     table.update(first, client_name="a", client_version="1", protocol_version="p")
     table.update(second, client_name="a", client_version="1", protocol_version="p")
-    assert len(table._clients) == 1
+    assert len(table._values_client) == 1
     table.update(first, client_name="b")
-    assert len(table._clients) == 2
+    assert len(table._values_client) == 2
     table.free(second)
     table.free(first)
-    assert len(table._clients) == 0
-    assert len(table._protocols) == 0
+    assert len(table._values_client) == 0
+    assert len(table._values_protocol) == 0
 
 
 def test_find_by_session_id() -> None:

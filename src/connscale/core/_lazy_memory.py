@@ -15,18 +15,20 @@ from typing import Any
 __all__ = ["lazy_zeroed", "regrown"]
 
 
-def lazy_zeroed(nbytes: int) -> memoryview:
-    """Zeroed memory that the kernel commits page by page when first written."""
+def lazy_zeroed(nbytes: int, item_format: str = "B") -> memoryview[Any]:
+    """Zeroed memory that the kernel commits page by page when first written, seen as items
+    of ``item_format`` (a ``struct`` code)."""
     # Private, not the shared default: plain process memory, like the heap.
     flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
-    if flags:
-        return memoryview(mmap.mmap(-1, max(nbytes, 1), flags=flags))
-    return memoryview(mmap.mmap(-1, max(nbytes, 1)))  # platforms without mmap flags
+    size = max(nbytes, 1)
+    # Platforms without mmap flags get the plain call.
+    view = memoryview(mmap.mmap(-1, size, flags=flags) if flags else mmap.mmap(-1, size))
+    return view if item_format == "B" else view.cast(item_format)  # type: ignore[call-overload]
 
 
-def regrown(column: memoryview[Any], nbytes: int) -> Any:
+def regrown(column: memoryview[Any], nbytes: int) -> memoryview[Any]:
     """A larger zeroed column holding the old one's contents (same item format)."""
-    grown: memoryview[Any] = lazy_zeroed(nbytes).cast(column.format)  # type: ignore[call-overload]
+    grown = lazy_zeroed(nbytes, column.format)
     grown[: len(column)] = column
     column.release()
     return grown
