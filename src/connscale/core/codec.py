@@ -226,9 +226,16 @@ _build: Final = _compile_decoder()
 
 
 def encode_session(session: Session) -> bytes:
-    """The compact binary form of ``session`` (see the module docstring for the layout)."""
+    """The compact binary form of ``session`` (see the module docstring for the layout).
+
+    TypeError when ``session`` is not a ``Session`` (a SessionTable row is not one either:
+    ``table.session(slot)`` gives the Session to encode).
+    """
     if not isinstance(session, Session):
-        raise TypeError(f"encode_session needs a Session, got {type(session).__name__}")
+        raise TypeError(
+            f"encode_session needs a Session, got {type(session).__name__}; "
+            "for a SessionTable row, encode table.session(slot)"
+        )
     elements = _encode_elements(session)  # metadata that is not JSON-like: ConfigurationError
     try:
         data = _encoder.encode(elements)
