@@ -708,7 +708,7 @@ def _compile_fill() -> Callable[[SessionTable, int, Session], None]:
     namespace: dict[str, Any] = {}
     lines = ["def fill(t, s, x):"]
     stores: list[str] = []
-    groups: dict[str, list[Field]] = {}
+    groups: dict[str, list[str | None]] = {}  # interned column -> its parts' local names
     for field in FIELD_TABLE:
         if field.name in _ALLOCATE_WRITES:
             continue
@@ -720,9 +720,10 @@ def _compile_fill() -> Callable[[SessionTable, int, Session], None]:
             copy = bind("copy", storage.copy)
             lines.append(f"    if {value} is not None: {value} = {copy}({value})")
         if isinstance(storage, Interned) and storage.part is not None:
-            groups.setdefault(storage.column, []).append(field)
-            if len(groups[storage.column]) == storage.parts:  # the whole tuple: one code
-                parts = ", ".join(f"v{FIELD_TABLE.index(part)}" for part in groups[storage.column])
+            group = groups.setdefault(storage.column, [None] * storage.parts)
+            group[storage.part] = value
+            if None not in group:  # the whole tuple is known: one code for it
+                parts = ", ".join(part or "" for part in group)
                 nones = bind("nones", (None,) * storage.parts)
                 stores += [
                     f"    new = ({parts},)",
