@@ -194,7 +194,8 @@ def _open(port: int, server: str, era: str) -> tuple[socket.socket, bytes]:
     if server == "starlette":
         return sock, _post(port, {"jsonrpc": "2.0", "id": 1, "method": "echo", "params": call}, {})
     if era == "stateless":
-        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {**call, "_meta": META}}
+        params = {**call, "_meta": META}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
         headers = {
             "MCP-Protocol-Version": "2026-07-28",
             "Mcp-Method": "tools/call",
@@ -222,7 +223,7 @@ def _open(port: int, server: str, era: str) -> tuple[socket.socket, bytes]:
     return sock, _post(port, body, headers)
 
 
-def client_process(
+def client_process(  # noqa: PLR0917 - multiprocessing passes the arguments by position
     port: int, server: str, era: str, connections: int, warmup: float, seconds: float, out: Any
 ) -> None:
     """Closed loop over ``connections`` keep-alive connections; report to ``out``."""
@@ -291,9 +292,7 @@ class Figures:
     errors: int
 
 
-def run_once(
-    server: str, era: str, port: int, pid: int, args: argparse.Namespace
-) -> Figures:
+def run_once(server: str, era: str, port: int, pid: int, args: argparse.Namespace) -> Figures:
     per_process = max(1, args.in_flight // args.client_processes)
     context = multiprocessing.get_context("fork")
     pipes = []
@@ -362,9 +361,7 @@ def markdown(results: list[Figures], args: argparse.Namespace) -> str:
     starlette = baselines.get(("starlette", "plain"))
     for result in results:
         sdk = baselines.get(("sdk", result.era))
-        versus_sdk = (
-            f"{result.requests_per_second / sdk.requests_per_second:.1f}x" if sdk else "-"
-        )
+        versus_sdk = f"{result.requests_per_second / sdk.requests_per_second:.1f}x" if sdk else "-"
         versus_starlette = (
             f"{result.requests_per_second / starlette.requests_per_second:.1f}x"
             if starlette

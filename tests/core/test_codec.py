@@ -63,6 +63,50 @@ def test_round_trip_is_lossless(session: Session) -> None:
     assert decoded.capabilities is session.capabilities  # interned on the way in
 
 
+# Encodings made before the codec was compiled from the field table: format 1 must keep
+# writing exactly these bytes, and reading them back.
+GOLDEN = {
+    "9401c410000102030405060708090a0b0c0d0e0f00ce69224e80": Session(
+        session_id=bytes(range(16)), created_at=1763856000.0
+    ),
+    "9801c410101112131415161718191a1b1c1d1e1f04cb41da4893a007e6b402ab636c617564652d636f6465a5"
+    "312e302e3082a5726f6f747381ab6c6973744368616e676564c3a873616d706c696e6780": Session(
+        session_id=bytes(range(16, 32)),
+        transport="tcp",
+        phase="initialized",
+        created_at=1763856000.123456,
+        protocol_version="2025-06-18",
+        client_name="claude-code",
+        client_version="1.0.0",
+        capabilities={"roots": {"listChanged": True}, "sampling": {}},
+    ),
+    "9a01c410ffffffffffffffffffffffffffffffff07cbbfe0000000000000a764726166742d78a163a082a161"
+    "81a17aa179a1629301cb4004000000000000c094f903a161a16282a475736572a3616e6ea16e920181a16bc2": (
+        Session(
+            session_id=b"\xff" * 16,
+            transport="ws",
+            phase="initialized",
+            created_at=-0.5,
+            protocol_version="draft-x",
+            client_name="c",
+            client_version="",
+            capabilities={"b": [1, 2.5, None], "a": {"z": "y"}},
+            pending=[3, "b", -7, "a"],
+            metadata={"user": "ann", "n": [1, {"k": False}]},
+        )
+    ),
+    "9901c410010101010101010101010101010101010202c0c0c0809101": Session(
+        session_id=b"\x01" * 16, transport="http", created_at=2.0, pending=[1]
+    ),
+}
+
+
+@pytest.mark.parametrize(("hex_bytes", "session"), GOLDEN.items())
+def test_format_1_bytes_are_unchanged(hex_bytes: str, session: Session) -> None:
+    assert encode_session(session).hex() == hex_bytes
+    assert same(decode_session(bytes.fromhex(hex_bytes)), session)
+
+
 def test_typical_initialized_session_is_small() -> None:
     session = Session(phase="initialized", protocol_version="2025-06-18", created_at=1.7e9 + 0.123)
     data = encode_session(session)
@@ -132,6 +176,26 @@ def test_tampered_fields_are_corrupt(mutate: Any) -> None:
     mutate(fields)
     with pytest.raises(CorruptStateError):
         decode_session(msgspec.msgpack.encode(fields))
+
+
+@pytest.mark.parametrize("phase_code", [2, 3])
+@pytest.mark.parametrize("transport_code", [0, 3])
+def test_retired_phase_codes_are_corrupt(phase_code: int, transport_code: int) -> None:
+    # 2 and 3 were "closing" and "closed", which no session was ever in.
+    fields = msgspec.msgpack.decode(encode_session(Session()))
+    fields[2] = transport_code | phase_code << 2
+    with pytest.raises(CorruptStateError, match="phase code"):
+        decode_session(msgspec.msgpack.encode(fields))
+
+
+def test_phase_and_transport_codes_are_unchanged() -> None:
+    # Append only: encoded sessions keep their meaning across versions.
+    for transport_code, transport in enumerate(["tcp", "stdio", "http", "ws"]):
+        for phase_code, phase in enumerate(["initializing", "initialized"]):
+            fields = msgspec.msgpack.decode(encode_session(Session()))
+            fields[2] = transport_code | phase_code << 2
+            decoded = decode_session(msgspec.msgpack.encode(fields))
+            assert (decoded.transport, decoded.phase) == (transport, phase)
 
 
 def test_deep_nesting_is_corrupt_not_a_crash() -> None:

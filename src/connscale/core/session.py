@@ -7,44 +7,75 @@ indexed by slot, so an idle session costs a few dozen bytes and no Python object
 - fixed-width columns: the 16-byte id, transport+phase packed in one byte, ``created_at``
   (a double), and small-int codes into intern tables for the protocol version, the (client
   name, client version) pair and the capabilities. The columns are zeroed anonymous memory
-  maps that the kernel commits page by page as slots are first written, so a table sized
-  for a worker's worst case costs only what its live slots touched, and memory grows in a
-  straight line with sessions instead of in doubling steps;
-- intern tables hold each distinct value once with a reference count, so a value no live
-  session uses any more is freed (a client sending a new name per connection cannot grow
-  them beyond the live sessions);
+  maps that the kernel commits page by page as slots are first written (``_lazy_memory``);
+- intern tables (``_intern``) hold each distinct value once with a reference count, so a
+  value no live session uses any more is freed (a client sending a new name per connection
+  cannot grow them beyond the live sessions);
 - pending request ids and metadata live in sparse dicts holding entries only for the slots
   that have some;
-- the optional id index is an open-addressing table of slot numbers (``array('i')``) keyed by
-  Python's salted hash of the id, so it adds no Python object per session either.
+- the optional id index (``_id_index``) is an open-addressing table of slot numbers, so it
+  adds no Python object per session either.
+
+Which field lives where, and how each is checked, comes from ``_fields.FIELD_TABLE``; the
+code below that touches every field is compiled from it when this module is imported (see
+``_fields``), so ``get``, ``update``, ``free``, ``session`` and ``load`` run straight-line
+code with no loop over fields. Capability sets are interned process-wide
+(``_capabilities``); their names are re-exported here, where they have always been.
 """
 
 from __future__ import annotations
 
-import math
-import mmap
-import secrets
+import struct
+import sys
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
-from enum import StrEnum
-from typing import Any, Final, Generic, TypeVar
-from weakref import WeakValueDictionary
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Final
 
-import msgspec
-
-from connscale.errors import (
-    ConfigurationError,
-    SlotError,
-    TableFullError,
-    UnknownFieldError,
+from connscale.core._capabilities import (
+    EMPTY_CAPABILITIES,
+    MAX_JSON_DEPTH,
+    Capabilities,
+    check_json_like,
+    intern_capabilities,
 )
+from connscale.core._fields import (
+    FIELD_TABLE,
+    FIELDS,
+    MISSING,
+    NO_PENDING,
+    PHASE_CODES,
+    SESSION_ID_BYTES,
+    TRANSPORT_CODES,
+    Bits,
+    Column,
+    Field,
+    Interned,
+    Key,
+    Phase,
+    Sparse,
+    Transport,
+    compile_function,
+    convert_fields,
+    unknown_field,
+)
+from connscale.core._fields import request_id as _request_id
+from connscale.core._id_index import IdIndex
+from connscale.core._intern import InternTable
+from connscale.core._lazy_memory import lazy_zeroed, regrown
+from connscale.errors import ConfigurationError, SlotError, TableFullError
 
+# With the names other modules import from here since before the split (the codes, the
+# empty capability set, the JSON depth bound).
 __all__ = [
+    "EMPTY_CAPABILITIES",
     "FIELDS",
+    "MAX_JSON_DEPTH",
     "MISSING",
     "NO_PENDING",
+    "PHASE_CODES",
     "SESSION_ID_BYTES",
+    "TRANSPORT_CODES",
     "Capabilities",
     "Phase",
     "Session",
@@ -54,311 +85,48 @@ __all__ = [
     "intern_capabilities",
 ]
 
-SESSION_ID_BYTES: Final = 16
+# Public names defined in private modules present themselves where they are imported from:
+# reprs, documentation and pickles say connscale.core.session, as before the split.
+for _public in (Capabilities, Phase, Transport, check_json_like, intern_capabilities):
+    _public.__module__ = __name__
 
-
-class _Missing:
-    """The type of MISSING: "no default given", distinct from None."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-#: Default of ``get(field, default=MISSING)``: return the stored value, even None.
-MISSING: Final = _Missing()
-
-
-class Transport(StrEnum):
-    """How the client is connected."""
-
-    TCP = "tcp"
-    STDIO = "stdio"
-    HTTP = "http"
-    WS = "ws"
-
-
-class Phase(StrEnum):
-    """Where the session is in the MCP lifecycle."""
-
-    INITIALIZING = "initializing"
-    INITIALIZED = "initialized"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-#: Every session field, in the order the codec and ``Session.__init__`` use.
-FIELDS: Final = (
-    "session_id",
-    "transport",
-    "phase",
-    "created_at",
-    "protocol_version",
-    "client_name",
-    "client_version",
-    "capabilities",
-    "pending",
-    "metadata",
-)
 _FIELD_SET: Final = frozenset(FIELDS)
-
-# Small-int codes, shared by SessionTable and the codec; append only, never renumber.
-TRANSPORT_CODES: Final = (Transport.TCP, Transport.STDIO, Transport.HTTP, Transport.WS)
-PHASE_CODES: Final = (Phase.INITIALIZING, Phase.INITIALIZED, Phase.CLOSING, Phase.CLOSED)
-# Keyed by str: a StrEnum member and its plain value hash and compare equal.
-_TRANSPORT_CODE: Final[dict[str, int]] = {v: code for code, v in enumerate(TRANSPORT_CODES)}
-_PHASE_CODE: Final[dict[str, int]] = {value: code for code, value in enumerate(PHASE_CODES)}
+_BY_NAME: Final = {field.name: field for field in FIELD_TABLE}
 
 
-def _unknown_field(name: str) -> UnknownFieldError:
-    return UnknownFieldError(f"unknown session field {name!r}; fields are: {', '.join(FIELDS)}")
+def _binder(namespace: dict[str, Any], field: Field) -> Callable[[str, Any], str]:
+    """A function binding ``value`` in ``namespace`` under a name unique to ``field``."""
+    index = FIELD_TABLE.index(field)
 
+    def bind(role: str, value: Any) -> str:
+        name = f"_{role}_{index}"
+        namespace[name] = value
+        return name
 
-# --- capabilities ------------------------------------------------------------------------------
-
-_canonical_encoder = msgspec.json.Encoder(order="sorted")
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return Capabilities._from_trusted({key: _freeze(item) for key, item in value.items()})
-    if isinstance(value, list):
-        return tuple(_freeze(item) for item in value)
-    return value
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Capabilities):
-        return value.to_dict()
-    if isinstance(value, tuple):
-        return [_thaw(item) for item in value]
-    return value
-
-
-class Capabilities(Mapping[str, Any]):
-    """An immutable, hashable capability set (JSON-like), compared by content.
-
-    Build it with ``intern_capabilities``: equal sets then share one object. Nested objects
-    come back as ``Capabilities`` and arrays as tuples; ``to_dict()`` gives a mutable copy.
-    """
-
-    __slots__ = ("__weakref__", "_items", "_key", "_packed")
-
-    _items: dict[str, Any]
-    _key: bytes
-    _packed: bytes | None  # canonical MessagePack, made on first use by the codec
-
-    def __init__(self, caps: Mapping[str, Any] | None = None) -> None:
-        canonical = _canonical(caps)
-        self._key = canonical
-        self._packed = None
-        self._items = {} if canonical == b"{}" else _freeze(msgspec.json.decode(canonical))._items
-
-    @classmethod
-    def _from_trusted(cls, items: dict[str, Any]) -> Capabilities:
-        obj = cls.__new__(cls)
-        obj._items = items
-        obj._key = _canonical_encoder.encode(_thaw_items(items))
-        obj._packed = None
-        return obj
-
-    @property
-    def canonical(self) -> bytes:
-        """Canonical JSON (sorted keys): the identity of this capability set."""
-        return self._key
-
-    def to_dict(self) -> dict[str, Any]:
-        """A fresh, mutable deep copy."""
-        return _thaw_items(self._items)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._items[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Capabilities):
-            return self._key == other._key
-        if isinstance(other, Mapping):
-            return dict(self.items()) == dict(other.items()) or self.to_dict() == other
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def __repr__(self) -> str:
-        return f"Capabilities({self._key.decode()})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (intern_capabilities, (self.to_dict(),))
-
-
-def _thaw_items(items: dict[str, Any]) -> dict[str, Any]:
-    return {key: _thaw(value) for key, value in items.items()}
-
-
-def _canonical(caps: Mapping[str, Any] | None) -> bytes:
-    if caps is None:
-        return b"{}"
-    if isinstance(caps, Capabilities):
-        return caps._key
-    if not isinstance(caps, Mapping):
-        raise ConfigurationError(
-            f"capabilities must be a JSON-like mapping or None, got {type(caps).__name__}"
-        )
-    check_json_like(caps, depth=0)
-    return _canonical_encoder.encode(caps)
-
-
-MAX_JSON_DEPTH: Final = 32
-
-
-def check_json_like(value: Any, depth: int, *, tuples: bool = True) -> None:
-    """Only what JSON can carry, so that encode/decode and equality are exact."""
-    if depth > MAX_JSON_DEPTH:
-        raise ConfigurationError(f"JSON-like values nest deeper than {MAX_JSON_DEPTH} levels")
-    if value is None or isinstance(value, bool | str):
-        return
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**64:
-            raise ConfigurationError(f"integer {value} does not fit in 64 bits")
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigurationError(f"{value!r} is not a JSON value")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ConfigurationError(f"JSON object keys must be str, got {key!r}")
-            check_json_like(item, depth + 1, tuples=tuples)
-        return
-    if isinstance(value, list) or (tuples and isinstance(value, tuple)):
-        for item in value:
-            check_json_like(item, depth + 1, tuples=tuples)
-        return
-    raise ConfigurationError(f"capabilities hold JSON-like values only, not {type(value).__name__}")
-
-
-# Process-wide intern pool: weak, so a capability set no session uses any more is freed.
-_CAPABILITIES: WeakValueDictionary[bytes, Capabilities] = WeakValueDictionary()
-EMPTY_CAPABILITIES: Final = Capabilities()
-_CAPABILITIES[b"{}"] = EMPTY_CAPABILITIES
-
-
-def intern_capabilities(caps: Mapping[str, Any] | None) -> Capabilities:
-    """The one shared ``Capabilities`` equal to ``caps`` (None and {} give the empty set)."""
-    if isinstance(caps, Capabilities):
-        existing = _CAPABILITIES.get(caps._key)
-        if existing is None:
-            _CAPABILITIES[caps._key] = caps
-            return caps
-        return existing
-    key = _canonical(caps)
-    found = _CAPABILITIES.get(key)
-    if found is None:
-        found = Capabilities.__new__(Capabilities)
-        found._key = key
-        found._items = _freeze(msgspec.json.decode(key))._items
-        found._packed = None
-        _CAPABILITIES[key] = found
-    return found
-
-
-# --- field values ------------------------------------------------------------------------------
-
-
-def _transport(value: object) -> Transport:
-    try:
-        return Transport(value)  # type: ignore[arg-type]  # any value: ValueError if bad
-    except ValueError:
-        raise ConfigurationError(
-            f"transport must be one of {[t.value for t in Transport]}, got {value!r}"
-        ) from None
-
-
-def _phase(value: object) -> Phase:
-    try:
-        return Phase(value)  # type: ignore[arg-type]  # any value: ValueError if bad
-    except ValueError:
-        raise ConfigurationError(
-            f"phase must be one of {[p.value for p in Phase]}, got {value!r}"
-        ) from None
-
-
-def _session_id(value: object) -> bytes:
-    if not isinstance(value, bytes | bytearray) or len(value) != SESSION_ID_BYTES:
-        raise ConfigurationError(f"session_id must be {SESSION_ID_BYTES} bytes, got {value!r}")
-    return bytes(value)
-
-
-def _created_at(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"created_at must be epoch seconds (float), got {value!r}")
-    return float(value)
-
-
-def _optional_str(name: str, value: object) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a str or None, got {type(value).__name__}")
-    return value
-
-
-def _request_id(value: object) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ConfigurationError(f"a request id is an int or a str, got {value!r}")
-    if isinstance(value, int) and not -(2**63) <= value < 2**64:
-        raise ConfigurationError(f"request id {value} does not fit in 64 bits")
-    return value
-
-
-#: The one empty pending set: idle sessions share it instead of holding their own.
-NO_PENDING: Final[frozenset[int | str]] = frozenset()
-
-
-def _pending(value: object) -> frozenset[int | str]:
-    if value is None:
-        return NO_PENDING
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ConfigurationError(f"pending must be a set of request ids, got {value!r}")
-    return frozenset(_request_id(item) for item in value) or NO_PENDING
-
-
-def _metadata(value: object) -> dict[str, object] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
-        raise ConfigurationError("metadata must be a dict with str keys, or None")
-    return value
-
-
-def _convert(name: str, value: Any) -> Any:
-    """Check and normalise one field value (raises UnknownFieldError / ConfigurationError)."""
-    if name == "transport":
-        return _transport(value)
-    if name == "phase":
-        return _phase(value)
-    if name == "session_id":
-        return _session_id(value)
-    if name == "created_at":
-        return _created_at(value)
-    if name in ("protocol_version", "client_name", "client_version"):
-        return _optional_str(name, value)
-    if name == "capabilities":
-        return intern_capabilities(value)
-    if name == "pending":
-        return _pending(value)
-    if name == "metadata":
-        return _metadata(value)
-    raise _unknown_field(name)
+    return bind
 
 
 # --- Session ---------------------------------------------------------------------------------
+
+
+def _compile_session_init() -> Callable[..., None]:
+    namespace: dict[str, Any] = {}
+    params = ", ".join(FIELDS)
+    lines = [f"def _init_session(self, {params}):"]
+    for field in FIELD_TABLE:
+        bind = _binder(namespace, field)
+        convert = bind("convert", field.convert)
+        name = field.name
+        if field.factory is None:
+            lines.append(f"    self.{name} = {convert}({name})")
+        else:
+            factory = bind("factory", field.factory)
+            lines.append(f"    self.{name} = {factory}() if {name} is None else {convert}({name})")
+    return compile_function("\n".join(lines) + "\n", namespace)
+
+
+_init_session: Final = _compile_session_init()
+_PLAIN: Final = tuple((field.name, field.plain) for field in FIELD_TABLE)
 
 
 class Session:
@@ -366,6 +134,8 @@ class Session:
 
     __slots__ = FIELDS
 
+    # The types, for type checkers; how each is checked and stored is in FIELD_TABLE (a test
+    # checks that these, and __init__'s parameters, name exactly its fields in its order).
     session_id: bytes
     transport: Transport
     phase: Phase
@@ -391,46 +161,40 @@ class Session:
         pending: Iterable[int | str] | None = None,
         metadata: dict[str, object] | None = None,
     ) -> None:
-        self.session_id = (
-            secrets.token_bytes(SESSION_ID_BYTES) if session_id is None else _session_id(session_id)
+        # A new id and the current time unless given; everything checked (ConfigurationError).
+        _init_session(
+            self,
+            session_id,
+            transport,
+            phase,
+            created_at,
+            protocol_version,
+            client_name,
+            client_version,
+            capabilities,
+            pending,
+            metadata,
         )
-        self.transport = _transport(transport)
-        self.phase = _phase(phase)
-        self.created_at = time.time() if created_at is None else _created_at(created_at)
-        self.protocol_version = _optional_str("protocol_version", protocol_version)
-        self.client_name = _optional_str("client_name", client_name)
-        self.client_version = _optional_str("client_version", client_version)
-        self.capabilities = intern_capabilities(capabilities)
-        self.pending = _pending(pending)
-        self.metadata = _metadata(metadata)
 
     def get(self, field: str, default: object = MISSING) -> Any:
         """The value of ``field``; ``default`` instead when given and the value is None."""
         if field not in _FIELD_SET:
-            raise _unknown_field(field)
+            raise unknown_field(field)
         value = getattr(self, field)
         return default if value is None and default is not MISSING else value
 
     def update(self, **fields: Any) -> None:
         """Set several fields at once; all are checked before any is set."""
-        converted = {name: _convert(name, value) for name, value in fields.items()}
-        for name, value in converted.items():
+        for name, value in convert_fields(fields).items():
             setattr(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field by name (capabilities as a plain dict, pending as a sorted list)."""
-        return {
-            "session_id": self.session_id.hex(),
-            "transport": self.transport.value,
-            "phase": self.phase.value,
-            "created_at": self.created_at,
-            "protocol_version": self.protocol_version,
-            "client_name": self.client_name,
-            "client_version": self.client_version,
-            "capabilities": self.capabilities.to_dict(),
-            "pending": sorted(self.pending, key=lambda rid: (isinstance(rid, str), rid)),
-            "metadata": self.metadata,
-        }
+        result = {}
+        for name, plain in _PLAIN:
+            value = getattr(self, name)
+            result[name] = value if plain is None else plain(value)
+        return result
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Session):
@@ -446,69 +210,62 @@ class Session:
         )
 
 
-# --- SessionTable ----------------------------------------------------------------------------
+# --- SessionTable: where each field lives -----------------------------------------------------
 
-H = TypeVar("H")
+_ALLOCATED: Final = 0x80  # state byte: bit 7 = slot in use; the Bits fields below it
 
-
-class _InternTable(Generic[H]):
-    """Distinct values <-> small-int codes with reference counts; code 0 is None."""
-
-    __slots__ = ("_codes", "_free", "_refs", "_values")
-
-    def __init__(self) -> None:
-        self._values: list[H | None] = [None]
-        self._codes: dict[H, int] = {}
-        self._refs = array("I", [0])
-        self._free: list[int] = []
-
-    def acquire(self, value: H | None) -> int:
-        if value is None:
-            return 0
-        code = self._codes.get(value)
-        if code is None:
-            if self._free:
-                code = self._free.pop()
-                self._values[code] = value
-            else:
-                code = len(self._values)
-                self._values.append(value)
-                self._refs.append(0)
-            self._codes[value] = code
-        self._refs[code] += 1
-        return code
-
-    def release(self, code: int) -> None:
-        if code == 0:
-            return
-        refs = self._refs[code] - 1
-        self._refs[code] = refs
-        if refs == 0:
-            value = self._values[code]
-            self._values[code] = None
-            del self._codes[value]  # type: ignore[arg-type]
-            self._free.append(code)
-
-    def value(self, code: int) -> H | None:
-        return self._values[code]
-
-    def __len__(self) -> int:
-        return len(self._codes)
-
-    def nbytes(self) -> int:
-        import sys
-
-        return (
-            sys.getsizeof(self._values)
-            + sys.getsizeof(self._codes)
-            + self._refs.buffer_info()[1] * self._refs.itemsize
-            + sys.getsizeof(self._free)
-        )
+# The fields allocate() writes, from its arguments; every other field's zeroed storage reads
+# as its default, so a fresh slot needs nothing else.
+(_KEY,) = (field for field in FIELD_TABLE if isinstance(field.storage, Key))
+_TRANSPORT: Final = _BY_NAME["transport"]
+_CREATED_AT: Final = _BY_NAME["created_at"]
+_ALLOCATE_WRITES: Final = frozenset({_KEY.name, _TRANSPORT.name, _CREATED_AT.name})
+assert _KEY.factory is not None and isinstance(_TRANSPORT.storage, Bits)
+_new_id: Final = _KEY.factory
+# Keyed by str: a StrEnum member and its plain value hash and compare equal.
+_TRANSPORT_CODE: Final[dict[str, int]] = {v: code for code, v in enumerate(TRANSPORT_CODES)}
+_TRANSPORT_SHIFT: Final = _TRANSPORT.storage.shift
 
 
-_ALLOCATED: Final = 0x80  # state byte: bit 7 = slot in use, bits 2-3 phase, bits 0-1 transport
-_EMPTY: Final = 0  # id index: no slot (index entries hold slot + 1)
-_TOMBSTONE: Final = -1  # id index: a freed slot, keep probing
+def _attr(field: Field) -> str:
+    """The SessionTable attribute holding ``field``'s column, codes or dict."""
+    storage = field.storage
+    if isinstance(storage, Bits):
+        return "_state"
+    if isinstance(storage, Interned):
+        return f"_codes_{storage.column}"
+    if isinstance(storage, Sparse):
+        return f"_sparse_{field.name}"
+    return f"_col_{field.name}"
+
+
+def _values_attr(storage: Interned) -> str:
+    return f"_values_{storage.column}"
+
+
+def _columns() -> tuple[tuple[str, int, str], ...]:
+    """(attribute, bytes per slot, item format) of every fixed-width column."""
+    columns = {"_state": (1, "B")}
+    for field in FIELD_TABLE:
+        storage = field.storage
+        if isinstance(storage, Key):
+            columns[_attr(field)] = (storage.width, "B")
+        elif isinstance(storage, Column):
+            columns[_attr(field)] = (struct.calcsize(storage.code), storage.code)
+        elif isinstance(storage, Interned):
+            columns[_attr(field)] = (4, "I")
+    return tuple((attr, size, code) for attr, (size, code) in columns.items())
+
+
+_COLUMNS: Final = _columns()
+_INTERN_ATTRS: Final = tuple(
+    dict.fromkeys(
+        _values_attr(field.storage) for field in FIELD_TABLE if isinstance(field.storage, Interned)
+    )
+)
+_SPARSE_ATTRS: Final = tuple(
+    _attr(field) for field in FIELD_TABLE if isinstance(field.storage, Sparse)
+)
 
 
 class SessionTable:
@@ -518,6 +275,12 @@ class SessionTable:
     ``index_by_id=True`` it also finds a slot by session id (``find``); either way it keeps
     no Python object per session.
     """
+
+    # Storage the hand-written methods use by name; __init__ makes all of it from FIELD_TABLE.
+    _state: memoryview[int]
+    _col_session_id: memoryview[int]
+    _col_created_at: memoryview[float]
+    _sparse_pending: dict[int, set[int | str]]
 
     def __init__(
         self,
@@ -539,25 +302,19 @@ class SessionTable:
             )
         self._capacity = capacity
         self._max_capacity = max_capacity
-        self._ids = _lazy_zeroed(SESSION_ID_BYTES * capacity)
-        self._state = _lazy_zeroed(capacity)
-        self._created = _lazy_zeroed(8 * capacity).cast("d")
-        self._protocol = _lazy_zeroed(4 * capacity).cast("I")
-        self._client = _lazy_zeroed(4 * capacity).cast("I")
-        self._caps = _lazy_zeroed(4 * capacity).cast("I")
-        self._protocols: _InternTable[str] = _InternTable()
-        self._clients: _InternTable[tuple[str | None, str | None]] = _InternTable()
-        self._capabilities: _InternTable[Capabilities] = _InternTable()
-        self._pending: dict[int, set[int | str]] = {}
-        self._metadata: dict[int, dict[str, object]] = {}
+        for attr, size, code in _COLUMNS:
+            setattr(self, attr, lazy_zeroed(size * capacity, code))
+        for attr in _INTERN_ATTRS:
+            setattr(self, attr, InternTable())
+        for attr in _SPARSE_ATTRS:
+            setattr(self, attr, {})
         # Slots never used yet are [_high_water, capacity); freed ones wait in _free (LIFO).
         self._free = array("I")
         self._high_water = 0
         self._live = 0
-        self._index: array[int] | None = None
-        self._index_used = 0  # live entries + tombstones
-        if index_by_id:
-            self._index = array("i", bytes(4 * _index_size(capacity)))
+        self._index = (
+            IdIndex(self._col_session_id, SESSION_ID_BYTES, capacity) if index_by_id else None
+        )
 
     # --- slots ----------------------------------------------------------------------------
 
@@ -600,12 +357,11 @@ class SessionTable:
         """Take a free slot for a new session (phase ``initializing``) and return it."""
         code = _TRANSPORT_CODE.get(transport)
         if code is None:
-            code = _TRANSPORT_CODE[_transport(transport)]
-        new_id = (
-            secrets.token_bytes(SESSION_ID_BYTES) if session_id is None else _session_id(session_id)
-        )
-        when = time.time() if created_at is None else _created_at(created_at)
-        if self._index is not None and self._lookup(new_id) is not None:
+            code = _TRANSPORT_CODE[_TRANSPORT.convert(transport)]
+        new_id = _new_id() if session_id is None else _KEY.convert(session_id)
+        when = time.time() if created_at is None else _CREATED_AT.convert(created_at)
+        index = self._index
+        if index is not None and index.find(new_id) is not None:
             raise ConfigurationError(f"session id {new_id.hex()} is already in this table")
         if self._free:
             slot = self._free.pop()
@@ -614,27 +370,22 @@ class SessionTable:
                 self._grow()
             slot = self._high_water
             self._high_water += 1
-        self._state[slot] = _ALLOCATED | code
+        self._state[slot] = _ALLOCATED | code << _TRANSPORT_SHIFT
         start = slot * SESSION_ID_BYTES
-        self._ids[start : start + SESSION_ID_BYTES] = new_id
-        self._created[slot] = when
+        self._col_session_id[start : start + SESSION_ID_BYTES] = new_id
+        self._col_created_at[slot] = when
         self._live += 1
-        if self._index is not None and not self._ensure_index_room():
-            self._index_insert(new_id, slot)
+        if index is not None:
+            self._index_add(index, new_id, slot)
         return slot
 
     def free(self, slot: int) -> None:
         """Release ``slot``, its interned values and any pending ids or metadata."""
         self._check(slot)
         if self._index is not None:
-            self._index_remove(self._id_of(slot), slot)
+            self._index.remove(self._id_of(slot), slot)
         self._state[slot] = 0
-        self._protocols.release(self._protocol[slot])
-        self._clients.release(self._client[slot])
-        self._capabilities.release(self._caps[slot])
-        self._protocol[slot] = self._client[slot] = self._caps[slot] = 0
-        self._pending.pop(slot, None)
-        self._metadata.pop(slot, None)
+        _clear(self, slot)
         self._free.append(slot)
         self._live -= 1
 
@@ -646,126 +397,76 @@ class SessionTable:
                 "free slots or raise max_capacity"
             )
         new = self._capacity * 2 if limit is None else min(self._capacity * 2, limit)
-        self._ids = _regrown(self._ids, SESSION_ID_BYTES * new)
-        self._state = _regrown(self._state, new)
-        self._created = _regrown(self._created, 8 * new)
-        self._protocol = _regrown(self._protocol, 4 * new)
-        self._client = _regrown(self._client, 4 * new)
-        self._caps = _regrown(self._caps, 4 * new)
+        for attr, size, _ in _COLUMNS:
+            setattr(self, attr, regrown(getattr(self, attr), size * new))
         self._capacity = new
         if self._index is not None:
-            self._rebuild_index()
+            self._index.ids = self._col_session_id
+            self._index.rebuild(self.slots(), max(self._capacity, 2 * self._live))
 
     # --- fields ---------------------------------------------------------------------------
 
     def _id_of(self, slot: int) -> bytes:
         start = slot * SESSION_ID_BYTES
-        return bytes(self._ids[start : start + SESSION_ID_BYTES])
+        return bytes(self._col_session_id[start : start + SESSION_ID_BYTES])
 
     def get(self, slot: int, field: str, default: object = MISSING) -> Any:
         """The value of ``field`` for ``slot``; ``default`` instead when given and None."""
         self._check(slot)
-        if field == "phase":
-            return PHASE_CODES[(self._state[slot] >> 2) & 3]
-        if field == "transport":
-            return TRANSPORT_CODES[self._state[slot] & 3]
-        if field == "pending":
-            pending = self._pending.get(slot)
-            return NO_PENDING if pending is None else frozenset(pending)
-        if field == "session_id":
-            return self._id_of(slot)
-        if field == "created_at":
-            return self._created[slot]
-        if field == "capabilities":
-            caps = self._capabilities.value(self._caps[slot])
-            return EMPTY_CAPABILITIES if caps is None else caps
-        if field == "protocol_version":
-            value: Any = self._protocols.value(self._protocol[slot])
-        elif field in ("client_name", "client_version"):
-            client = self._clients.value(self._client[slot])
-            value = None if client is None else client[field == "client_version"]
-        elif field == "metadata":
-            value = self._metadata.get(slot)
-        else:
-            raise _unknown_field(field)
+        getter = _GETTERS.get(field)
+        if getter is None:
+            raise unknown_field(field)
+        value = getter(self, slot)
         return default if value is None and default is not MISSING else value
 
     def update(self, slot: int, **fields: Any) -> None:
         """Set fields of ``slot``; all are checked before any is set."""
         self._check(slot)
-        converted = {name: _convert(name, value) for name, value in fields.items()}
-        if "session_id" in converted:
-            new_id = converted["session_id"]
-            old_id = self._id_of(slot)
-            if new_id != old_id and self._index is not None:
-                if self._lookup(new_id) is not None:
-                    raise ConfigurationError(f"session id {new_id.hex()} is already in use")
-                self._index_remove(old_id, slot)
-            start = slot * SESSION_ID_BYTES
-            self._ids[start : start + SESSION_ID_BYTES] = new_id
-            if new_id != old_id and self._index is not None and not self._ensure_index_room():
-                self._index_insert(new_id, slot)
-        state = self._state[slot]
-        if "transport" in converted:
-            state = (state & ~3) | _TRANSPORT_CODE[converted["transport"]]
-        if "phase" in converted:
-            state = (state & ~12) | (_PHASE_CODE[converted["phase"]] << 2)
-        self._state[slot] = state
-        if "created_at" in converted:
-            self._created[slot] = converted["created_at"]
-        if "protocol_version" in converted:
-            code = self._protocols.acquire(converted["protocol_version"])
-            self._protocols.release(self._protocol[slot])
-            self._protocol[slot] = code
-        if "client_name" in converted or "client_version" in converted:
-            old = self._clients.value(self._client[slot]) or (None, None)
-            pair = (
-                converted.get("client_name", old[0]),
-                converted.get("client_version", old[1]),
-            )
-            code = self._clients.acquire(None if pair == (None, None) else pair)
-            self._clients.release(self._client[slot])
-            self._client[slot] = code
-        if "capabilities" in converted:
-            caps = converted["capabilities"]
-            code = self._capabilities.acquire(None if caps is EMPTY_CAPABILITIES else caps)
-            self._capabilities.release(self._caps[slot])
-            self._caps[slot] = code
-        if "pending" in converted:
-            if converted["pending"]:
-                self._pending[slot] = set(converted["pending"])
-            else:
-                self._pending.pop(slot, None)
-        if "metadata" in converted:
-            if converted["metadata"] is None:
-                self._metadata.pop(slot, None)
-            else:
-                self._metadata[slot] = converted["metadata"]
+        converted = convert_fields(fields)
+        new_id = converted.pop(_KEY.name, None)
+        if new_id is not None:
+            self._rekey(slot, new_id)  # first: an id already in use refuses the whole update
+        for name, value in converted.items():
+            _SETTERS[name](self, slot, value)
+
+    def _rekey(self, slot: int, new_id: bytes) -> None:
+        old_id = self._id_of(slot)
+        if new_id == old_id:
+            return
+        index = self._index
+        if index is not None:
+            if index.find(new_id) is not None:
+                raise ConfigurationError(f"session id {new_id.hex()} is already in use")
+            index.remove(old_id, slot)
+        start = slot * SESSION_ID_BYTES
+        self._col_session_id[start : start + SESSION_ID_BYTES] = new_id
+        if index is not None:
+            self._index_add(index, new_id, slot)
 
     def add_pending(self, slot: int, request_id: int | str) -> None:
         """Remember an in-flight request id of ``slot``."""
         self._check(slot)
         request_id = _request_id(request_id)
-        pending = self._pending.get(slot)
+        pending = self._sparse_pending.get(slot)
         if pending is None:
-            self._pending[slot] = {request_id}
+            self._sparse_pending[slot] = {request_id}
         else:
             pending.add(request_id)
 
     def discard_pending(self, slot: int, request_id: int | str) -> bool:
         """Forget a request id; True if it was pending."""
         self._check(slot)
-        pending = self._pending.get(slot)
+        pending = self._sparse_pending.get(slot)
         if pending is None or request_id not in pending:
             return False
         pending.discard(request_id)
         if not pending:
-            del self._pending[slot]  # sparse: idle sessions hold no set
+            del self._sparse_pending[slot]  # sparse: idle sessions hold no set
         return True
 
     def pending_count(self, slot: int) -> int:
         self._check(slot)
-        pending = self._pending.get(slot)
+        pending = self._sparse_pending.get(slot)
         return 0 if pending is None else len(pending)
 
     # --- whole sessions -------------------------------------------------------------------
@@ -773,12 +474,7 @@ class SessionTable:
     def session(self, slot: int) -> Session:
         """A ``Session`` object with the values of ``slot`` (a copy, not a view)."""
         self._check(slot)
-        session = Session.__new__(Session)
-        for name in FIELDS:
-            setattr(session, name, self.get(slot, name))
-        metadata = self._metadata.get(slot)
-        session.metadata = None if metadata is None else dict(metadata)
-        return session
+        return _snapshot(self, slot)
 
     def load(self, session: Session) -> int:
         """Allocate a slot holding the values of ``session`` and return it."""
@@ -788,16 +484,7 @@ class SessionTable:
             created_at=session.created_at,
         )
         try:
-            self.update(
-                slot,
-                phase=session.phase,
-                protocol_version=session.protocol_version,
-                client_name=session.client_name,
-                client_version=session.client_version,
-                capabilities=session.capabilities,
-                pending=session.pending,
-                metadata=None if session.metadata is None else dict(session.metadata),
-            )
+            _fill(self, slot, session)
         except BaseException:
             self.free(slot)
             raise
@@ -811,125 +498,249 @@ class SessionTable:
             raise ConfigurationError("find() needs a SessionTable built with index_by_id=True")
         if not isinstance(session_id, bytes | bytearray) or len(session_id) != SESSION_ID_BYTES:
             return None
-        return self._lookup(bytes(session_id))
+        return self._index.find(bytes(session_id))
 
-    def _probe(self, session_id: bytes) -> Iterator[int]:
-        index = self._index
-        assert index is not None
-        mask = len(index) - 1
-        # hash() of bytes is salted per process (SipHash): ids chosen by a client cannot be
-        # made to collide on purpose.
-        position = hash(session_id) & mask
-        for _ in range(len(index)):
-            yield position
-            position = (position + 1) & mask
-
-    def _lookup(self, session_id: bytes) -> int | None:
-        index = self._index
-        assert index is not None
-        ids = self._ids
-        for position in self._probe(session_id):
-            entry = index[position]
-            if entry == _EMPTY:
-                return None
-            if entry != _TOMBSTONE:
-                slot = entry - 1
-                start = slot * SESSION_ID_BYTES
-                if ids[start : start + SESSION_ID_BYTES] == session_id:
-                    return slot
-        return None
-
-    def _ensure_index_room(self) -> bool:
-        """Rebuild the index (with every allocated slot) if one more entry would load it over
-        half, counting tombstones, so probes stay short. True if it was rebuilt."""
-        assert self._index is not None
-        if (self._index_used + 1) * 2 > len(self._index):
-            self._rebuild_index()
-            return True
-        return False
-
-    def _index_insert(self, session_id: bytes, slot: int) -> None:
-        index = self._index
-        assert index is not None
-        for position in self._probe(session_id):
-            entry = index[position]
-            if entry in (_EMPTY, _TOMBSTONE):
-                if entry == _EMPTY:
-                    self._index_used += 1
-                index[position] = slot + 1
-                return
-
-    def _index_remove(self, session_id: bytes, slot: int) -> None:
-        index = self._index
-        assert index is not None
-        for position in self._probe(session_id):
-            entry = index[position]
-            if entry == _EMPTY:
-                return
-            if entry == slot + 1:
-                index[position] = _TOMBSTONE
-                return
-
-    def _rebuild_index(self) -> None:
-        self._index = array("i", bytes(4 * _index_size(max(self._capacity, 2 * self._live))))
-        self._index_used = 0
-        for slot in self.slots():
-            self._index_insert(self._id_of(slot), slot)
+    def _index_add(self, index: IdIndex, session_id: bytes, slot: int) -> None:
+        # Rebuilt (with every allocated slot, this one included) rather than loaded over half.
+        if index.is_full():
+            index.rebuild(self.slots(), max(self._capacity, 2 * self._live))
+        else:
+            index.insert(session_id, slot)
 
     # --- memory ---------------------------------------------------------------------------
 
     def nbytes(self) -> int:
-        """Bytes held by the table: columns, intern tables, side dicts and index."""
-        import sys
-
+        """Bytes held by the table: columns, intern tables, side dicts (and what they hold,
+        shallowly) and index."""
         # Columns count at their reserved size: an upper bound of what the kernel committed.
-        total = sum(
-            column.nbytes
-            for column in (
-                self._ids,
-                self._state,
-                self._created,
-                self._protocol,
-                self._client,
-                self._caps,
-            )
-        )
+        total: int = sum(getattr(self, attr).nbytes for attr, _, _ in _COLUMNS)
         total += sys.getsizeof(self._free)
         if self._index is not None:
-            total += sys.getsizeof(self._index)
-        total += sys.getsizeof(self._pending) + sys.getsizeof(self._metadata)
-        total += sum(sys.getsizeof(ids) for ids in self._pending.values())
-        total += self._protocols.nbytes() + self._clients.nbytes() + self._capabilities.nbytes()
+            total += self._index.nbytes()
+        for attr in _SPARSE_ATTRS:
+            held: dict[int, object] = getattr(self, attr)
+            total += sys.getsizeof(held) + sum(sys.getsizeof(value) for value in held.values())
+        total += sum(getattr(self, attr).nbytes() for attr in _INTERN_ATTRS)
         return total
 
     def __repr__(self) -> str:
         return f"<SessionTable live={self._live} capacity={self._capacity}>"
 
 
-def _lazy_zeroed(nbytes: int) -> memoryview:
-    """Zeroed memory that the kernel commits page by page when first written.
+# --- SessionTable: the per-field code, compiled from FIELD_TABLE -----------------------------
+# Each function below reads table ``t`` at slot ``s``. The source is small and regular; print
+# ``inspect.getsource`` of any of them to see it.
 
-    ``bytearray(n)`` and ``array(...)`` write every byte up front; an anonymous map does
-    not, so an unused tail of a column costs nothing.
+
+def _read(
+    field: Field,
+    bind: Callable[[str, Any], str],
+    target: str,
+    *,
+    copy: bool,
+    state: str = "t._state[s]",
+    groups: set[str] | None = None,
+) -> list[str]:
+    """Lines setting ``target`` to ``field``'s value at slot ``s`` (a copy when ``copy``).
+
+    ``state`` is the expression for the slot's state byte; with ``groups``, an interned
+    tuple is read once into a local named after its column and reused for its other parts.
     """
-    # Private, not the shared default: plain process memory, like the heap.
-    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
-    if flags:
-        return memoryview(mmap.mmap(-1, max(nbytes, 1), flags=flags))
-    return memoryview(mmap.mmap(-1, max(nbytes, 1)))  # platforms without mmap flags
+    storage = field.storage
+    attr = _attr(field)
+    if isinstance(storage, Key):
+        width = storage.width
+        return [f"{target} = bytes(t.{attr}[s * {width} : s * {width} + {width}])"]
+    if isinstance(storage, Column):
+        return [f"{target} = t.{attr}[s]"]
+    if isinstance(storage, Bits):
+        codes = bind("codes", storage.codes)
+        mask = (1 << storage.width) - 1
+        bits = state if storage.shift == 0 else f"({state} >> {storage.shift})"
+        return [f"{target} = {codes}[{bits} & {mask}]"]
+    if isinstance(storage, Interned):
+        held = f"t.{_values_attr(storage)}.values[t.{attr}[s]]"
+        if storage.part is None:
+            lines = [f"{target} = {held}"]
+            if storage.empty is not None:
+                lines.append(f"if {target} is None: {target} = {bind('empty', storage.empty)}")
+            return lines
+        tuple_of = target  # where the whole tuple is read to
+        lines = []
+        if groups is not None:
+            tuple_of = f"group_{storage.column}"
+            if storage.column in groups:
+                held = ""
+            groups.add(storage.column)
+        if held:
+            lines.append(f"{tuple_of} = {held}")
+        part = f"None if {tuple_of} is None else {tuple_of}[{storage.part}]"
+        return [*lines, f"{target} = {part}"]
+    lines = [f"{target} = t.{attr}.get(s)"]
+    held = target
+    if storage.load is not None:
+        held = f"{bind('load', storage.load)}({held})"
+    if copy and storage.copy is not None:
+        held = f"{bind('copy', storage.copy)}({held})"
+    if held != target:
+        default = bind("default", field.default)
+        lines.append(f"{target} = {default} if {target} is None else {held}")
+    elif field.default is not None:
+        lines.append(f"if {target} is None: {target} = {bind('default', field.default)}")
+    return lines
 
 
-def _regrown(column: memoryview[Any], nbytes: int) -> Any:
-    """A larger zeroed column holding the old one's contents (same item format)."""
-    grown: memoryview[Any] = _lazy_zeroed(nbytes).cast(column.format)  # type: ignore[call-overload]
-    grown[: len(column)] = column
-    column.release()
-    return grown
+def _is_default(field: Field, bind: Callable[[str, Any], str], value: str) -> str:
+    if field.default is None:
+        return f"{value} is None"
+    return f"{value} == {bind('default', field.default)}"
 
 
-def _index_size(capacity: int) -> int:
-    """A power of two at least twice ``capacity``: load factor <= 1/2."""
-    size = 8
-    while size < 2 * capacity:
-        size <<= 1
-    return size
+def _codes_of(storage: Bits) -> dict[Any, int]:
+    return {member: code for code, member in enumerate(storage.codes)}
+
+
+def _write(
+    field: Field, bind: Callable[[str, Any], str], value: str, *, fresh: bool = False
+) -> list[str]:
+    """Lines storing the checked ``value`` as ``field`` of allocated slot ``s``; ``fresh``:
+    the slot holds only defaults so far (load)."""
+    storage = field.storage
+    attr = _attr(field)
+    if isinstance(storage, Key):
+        return [f"t._rekey(s, {value})"]
+    if isinstance(storage, Column):
+        return [f"t.{attr}[s] = {value}"]
+    if isinstance(storage, Bits):
+        code = bind("code", _codes_of(storage))
+        if fresh:
+            return [f"t._state[s] |= {code}[{value}] << {storage.shift}"]
+        keep = 0xFF ^ (((1 << storage.width) - 1) << storage.shift)
+        return [f"t._state[s] = t._state[s] & {keep} | {code}[{value}] << {storage.shift}"]
+    if isinstance(storage, Interned):
+        values = f"t.{_values_attr(storage)}"
+        if storage.part is not None:
+            nones = bind("nones", (None,) * storage.parts)
+            parts = ", ".join(
+                value if i == storage.part else f"old[{i}]" for i in range(storage.parts)
+            )
+            interned = f"None if new == {nones} else new"
+            lines = [f"old = {values}.values[t.{attr}[s]] or {nones}", f"new = ({parts},)"]
+        elif storage.empty is not None:
+            lines, interned = [], f"None if {value} is {bind('empty', storage.empty)} else {value}"
+        else:
+            lines, interned = [], value
+        if fresh:
+            return [*lines, f"t.{attr}[s] = {values}.acquire({interned})"]
+        return [
+            *lines,
+            f"code = {values}.acquire({interned})",  # before the release: same value, same code
+            f"{values}.release(t.{attr}[s])",
+            f"t.{attr}[s] = code",
+        ]
+    stored = value if storage.store is None else f"{bind('store', storage.store)}({value})"
+    if fresh:
+        return [f"if not ({_is_default(field, bind, value)}):", f"    t.{attr}[s] = {stored}"]
+    return [
+        f"if {_is_default(field, bind, value)}:",
+        f"    t.{attr}.pop(s, None)",
+        "else:",
+        f"    t.{attr}[s] = {stored}",
+    ]
+
+
+def _compile_getter(field: Field) -> Callable[[SessionTable, int], Any]:
+    namespace: dict[str, Any] = {}
+    bind = _binder(namespace, field)
+    lines = [f"def get_{field.name}(t, s):"]
+    lines += [f"    {line}" for line in _read(field, bind, "value", copy=False)]
+    lines.append("    return value")
+    return compile_function("\n".join(lines) + "\n", namespace)
+
+
+def _compile_setter(field: Field) -> Callable[[SessionTable, int, Any], None]:
+    namespace: dict[str, Any] = {}
+    bind = _binder(namespace, field)
+    lines = [f"def set_{field.name}(t, s, value):"]
+    lines += [f"    {line}" for line in _write(field, bind, "value")]
+    return compile_function("\n".join(lines) + "\n", namespace)
+
+
+def _compile_clear() -> Callable[[SessionTable, int], None]:
+    """free(): drop every value of slot ``s`` (the caller zeroes the state byte)."""
+    lines = ["def clear(t, s):"]
+    released: set[str] = set()
+    for field in FIELD_TABLE:
+        storage = field.storage
+        attr = _attr(field)
+        if isinstance(storage, Column):
+            lines.append(f"    t.{attr}[s] = 0")
+        elif isinstance(storage, Interned) and attr not in released:
+            released.add(attr)
+            lines += [
+                f"    code = t.{attr}[s]",
+                "    if code:",
+                f"        t.{_values_attr(storage)}.release(code)",
+                f"        t.{attr}[s] = 0",
+            ]
+        elif isinstance(storage, Sparse):
+            lines.append(f"    t.{attr}.pop(s, None)")
+    return compile_function("\n".join(lines) + "\n", {})
+
+
+def _compile_snapshot() -> Callable[[SessionTable, int], Session]:
+    """session(): a Session holding copies of slot ``s``'s values."""
+    namespace: dict[str, Any] = {"Session": Session}
+    lines = ["def snapshot(t, s):", "    x = Session.__new__(Session)", "    state = t._state[s]"]
+    groups: set[str] = set()
+    for field in FIELD_TABLE:
+        bind = _binder(namespace, field)
+        read = _read(field, bind, "value", copy=True, state="state", groups=groups)
+        lines += [f"    {line}" for line in read]
+        lines.append(f"    x.{field.name} = value")
+    lines.append("    return x")
+    return compile_function("\n".join(lines) + "\n", namespace)
+
+
+def _compile_fill() -> Callable[[SessionTable, int, Session], None]:
+    """load(): check every field of Session ``x`` that allocate did not write, then store
+    them all in the fresh slot ``s`` (where everything reads as its default)."""
+    namespace: dict[str, Any] = {}
+    lines = ["def fill(t, s, x):"]
+    stores: list[str] = []
+    groups: dict[str, list[str | None]] = {}  # interned column -> its parts' local names
+    for field in FIELD_TABLE:
+        if field.name in _ALLOCATE_WRITES:
+            continue
+        bind = _binder(namespace, field)
+        value = f"v{FIELD_TABLE.index(field)}"
+        lines.append(f"    {value} = {bind('convert', field.convert)}(x.{field.name})")
+        storage = field.storage
+        if isinstance(storage, Sparse) and storage.copy is not None:
+            copy = bind("copy", storage.copy)
+            lines.append(f"    if {value} is not None: {value} = {copy}({value})")
+        if isinstance(storage, Interned) and storage.part is not None:
+            group = groups.setdefault(storage.column, [None] * storage.parts)
+            group[storage.part] = value
+            if None not in group:  # the whole tuple is known: one code for it
+                parts = ", ".join(part or "" for part in group)
+                nones = bind("nones", (None,) * storage.parts)
+                stores += [
+                    f"    new = ({parts},)",
+                    f"    if new != {nones}:",
+                    f"        t.{_attr(field)}[s] = t.{_values_attr(storage)}.acquire(new)",
+                ]
+        else:
+            stores += [f"    {line}" for line in _write(field, bind, value, fresh=True)]
+    return compile_function("\n".join(lines + stores) + "\n", namespace)
+
+
+_GETTERS: Final[dict[str, Callable[[SessionTable, int], Any]]] = {
+    field.name: _compile_getter(field) for field in FIELD_TABLE
+}
+_SETTERS: Final[dict[str, Callable[[SessionTable, int, Any], None]]] = {
+    field.name: _compile_setter(field) for field in FIELD_TABLE
+}
+_clear: Final = _compile_clear()
+_snapshot: Final = _compile_snapshot()
+_fill: Final = _compile_fill()
