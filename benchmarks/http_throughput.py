@@ -107,6 +107,15 @@ def start(server: str, scratch: Path) -> tuple[subprocess.Popen[bytes], int, int
         time.sleep(0.05)
     info = json.loads(ready.read_text())
     pid = int(info.get("pids", [process.pid])[0]) if info.get("pids") else process.pid
+    while True:  # a ready file may come just before the listening socket does
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            break
+        except ConnectionRefusedError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise SystemExit(f"http_throughput: {server} does not accept") from None
+            time.sleep(0.05)
     return process, port, pid
 
 
@@ -149,9 +158,10 @@ def _split(buffer: bytearray) -> tuple[bytes, bytes] | None:
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         return None
-    head = bytes(buffer[:end]).lower()
+    head = bytes(buffer[:end])
+    lowered = head.lower()
     start = end + 4
-    if b"transfer-encoding: chunked" in head:
+    if b"transfer-encoding: chunked" in lowered:
         body = bytearray()
         position = start
         while True:
@@ -169,7 +179,7 @@ def _split(buffer: bytearray) -> tuple[bytes, bytes] | None:
             body += buffer[line_end + 2 : line_end + 2 + size]
             position = line_end + 2 + size + 2
     length = 0
-    for line in head.split(b"\r\n"):
+    for line in lowered.split(b"\r\n"):
         if line.startswith(b"content-length:"):
             length = int(line.split(b":", 1)[1])
     if len(buffer) < start + length:
@@ -181,7 +191,7 @@ def _split(buffer: bytearray) -> tuple[bytes, bytes] | None:
 
 def _session_header(head: bytes) -> str:
     for line in head.split(b"\r\n"):
-        if line.startswith(b"mcp-session-id:"):
+        if line.lower().startswith(b"mcp-session-id:"):
             return line.split(b":", 1)[1].strip().decode()
     raise ConnectionError("initialize gave no session id")
 
@@ -265,7 +275,7 @@ def client_process(  # noqa: PLR0917 - multiprocessing passes the arguments by p
             parsed = _split(buffer)
             if parsed is None:
                 continue
-            if not parsed[0].startswith(b"http/1.1 200"):
+            if not parsed[0].startswith(b"HTTP/1.1 200"):
                 errors += 1
             finished = time.monotonic()
             if finished >= measure_from:

@@ -140,6 +140,38 @@ def _accepts(accept: bytes | None, media_type: bytes) -> bool:
     return False
 
 
+class _HeaderFacts:
+    """What the ``Content-Type`` and ``Accept`` values a client sends mean, worked out once
+    per distinct value: a client sends the same ones on every request (bounded memo)."""
+
+    __slots__ = ("_accept", "_json_body")
+
+    LIMIT: Final = 64
+
+    def __init__(self) -> None:
+        self._accept: dict[bytes | None, tuple[bool, bool]] = {}
+        self._json_body: dict[bytes | None, bool] = {}
+
+    def accept(self, value: bytes | None) -> tuple[bool, bool]:
+        """(accepts JSON, accepts an event stream)."""
+        known = self._accept.get(value)
+        if known is None:
+            known = (_accepts(value, _JSON), _accepts(value, _SSE))
+            if len(self._accept) >= self.LIMIT:
+                self._accept.clear()
+            self._accept[value] = known
+        return known
+
+    def json_body(self, value: bytes | None) -> bool:
+        known = self._json_body.get(value)
+        if known is None:
+            known = (value or b"").split(b";", 1)[0].strip().lower() == _JSON
+            if len(self._json_body) >= self.LIMIT:
+                self._json_body.clear()
+            self._json_body[value] = known
+        return known
+
+
 def _host_name(host: bytes) -> str | None:
     """The name in a ``Host`` header, without its port (IPv6 literals unbracketed)."""
     try:
@@ -187,6 +219,7 @@ class McpHttp:
         )
         self._core: ConnectionCore | None = None
         self._views: dict[bytes, SessionView] = {}
+        self._facts = _HeaderFacts()
 
     def bind(self, core: ConnectionCore) -> None:
         self._core = core
@@ -317,12 +350,11 @@ class McpHttp:
 
     def _post(self, connection: int, request: HttpRequest) -> bytes | OpenListen | None:
         headers = request.headers
-        content_type = headers.get(b"content-type") or b""
-        if content_type.split(b";", 1)[0].strip().lower() != _JSON:
+        facts = self._facts
+        if not facts.json_body(headers.get(b"content-type")):
             return self._error(request, 415, "unsupported media type: send application/json")
-        accept = headers.get(b"accept")
-        accepts_stream = _accepts(accept, _SSE)
-        if not _accepts(accept, _JSON) and not (self._stream_responses and accepts_stream):
+        accepts_json, accepts_stream = facts.accept(headers.get(b"accept"))
+        if not accepts_json and not (self._stream_responses and accepts_stream):
             return self._error(request, 406, "not acceptable: accept application/json")
         protocol = self.protocol
         limits = protocol.limits
@@ -376,12 +408,11 @@ class McpHttp:
         if request.method != b"POST":
             return response(405, None, b"", ((b"allow", b"POST"),), close=close)
         headers = request.headers
-        content_type = headers.get(b"content-type") or b""
-        if content_type.split(b";", 1)[0].strip().lower() != _JSON:
+        facts = self._facts
+        if not facts.json_body(headers.get(b"content-type")):
             return self._error(request, 415, "unsupported media type: send application/json")
-        accept = headers.get(b"accept")
-        accepts_stream = _accepts(accept, _SSE)
-        if not _accepts(accept, _JSON):
+        accepts_json, accepts_stream = facts.accept(headers.get(b"accept"))
+        if not accepts_json:
             return self._error(request, 406, "not acceptable: accept application/json")
         protocol = self.protocol
         limits = protocol.limits

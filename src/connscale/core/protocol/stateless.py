@@ -221,17 +221,14 @@ def header_problem(
         value = headers.get(name)
         if value is not None and b"," in value:
             return f"{name.decode()} header appears more than once"
-    header = headers.get(b"mcp-protocol-version")
-    if header is None or decode_header_value(header) != version:
+    if not _matches(headers.get(b"mcp-protocol-version"), version):
         return "mcp-protocol-version header does not match the request envelope's protocol version"
-    header = headers.get(b"mcp-method")
-    if header is None or decode_header_value(header) != method:
+    if not _matches(headers.get(b"mcp-method"), method):
         return "mcp-method header does not match the request body's method"
     name_param = NAME_PARAM.get(method)
     if name_param is not None:
-        header = headers.get(b"mcp-name")
         body = params.get(name_param)
-        if header is None or decode_header_value(header) != body:
+        if not isinstance(body, str) or not _matches(headers.get(b"mcp-name"), body):
             return f"mcp-name header does not match the request body's '{name_param}' parameter"
     if rules:
         arguments = params.get("arguments")
@@ -250,6 +247,16 @@ def header_problem(
             if value is None or not _same(decoded, value):
                 return f"{title} header does not match the '{rule.argument}' argument"
     return None
+
+
+def _matches(header: bytes | None, expected: str) -> bool:
+    """Whether a header carries ``expected`` (compared as bytes when it can be: the usual
+    case of a plain ASCII value, without decoding anything)."""
+    if header is None:
+        return False
+    if header == expected.encode("utf-8", "surrogatepass"):
+        return True
+    return decode_header_value(header) == expected
 
 
 def _same(header: str, value: object) -> bool:
