@@ -1,152 +1,279 @@
 """connscale: small, flat, measured memory per connection for long-lived-connection servers.
 
-The public surface is what ``__all__`` lists; a test keeps it exact. Layers (each imports
-only from the ones before it) are drawn in ``docs/ARCHITECTURE.md``.
+The public surface is what ``__all__`` lists; a test keeps it exact. Names are imported on
+first use (PEP 562), so that ``connscale serve`` and every worker it forks load only the
+modules serving needs, not the benchmark, the reports and their libraries. Layers (each
+imports only from the ones before it) are drawn in ``docs/ARCHITECTURE.md``.
 """
-
-# The import block is split into one section per area, each kept sorted by hand;
-# ruff would merge them into one block across the section markers.
-# ruff: noqa: I001
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from connscale._version import __version__
-from connscale.clock import FakeClock
-from connscale.errors import (
-    AppLoadError,
-    BatchTooLargeError,
-    CacheError,
-    ClientCapabilityError,
-    ClientError,
-    ClientRequestError,
-    ClientResponseError,
-    ClientUnreachableError,
-    ConfigurationError,
-    ConnscaleError,
-    CorruptRunError,
-    CorruptStateError,
-    DoubleReleaseError,
-    ForeignObjectError,
-    LoadError,
-    MeasurementError,
-    NotAvailableError,
-    PlanError,
-    PoolError,
-    ProcessGoneError,
-    ProtocolError,
-    ReportError,
-    ServerError,
-    SessionError,
-    SlotError,
-    TableFullError,
-    TargetRefusedError,
-    UnknownFieldError,
-)
 
-# --- building blocks (core) ----------------------------------------------------------------
-from connscale.core.cache import CacheStatistics, EvictionReason, TTLCache, create_ttl_dict
-from connscale.core.codec import decode_session, encode_session
-from connscale.core.pool import BufferPool, BufferPoolStatistics, ObjectPool, PoolStatistics
-from connscale.core.session import (
-    Capabilities,
-    Phase,
-    Session,
-    SessionTable,
-    Transport,
-    intern_capabilities,
-)
-from connscale.core.sizeof import estimate_memory, size_breakdown
+if TYPE_CHECKING:
+    from connscale.app import (
+        Annotations,
+        App,
+        AssistantMessage,
+        Audio,
+        Completion,
+        CompletionArgument,
+        Content,
+        Context,
+        ElicitResult,
+        EmbeddedResource,
+        Icon,
+        Image,
+        Message,
+        PromptRef,
+        ResourceLink,
+        ResourceTemplateRef,
+        Root,
+        SampleResult,
+        Text,
+        ToolAnnotations,
+        ToolResult,
+        UriTemplate,
+        UserMessage,
+        titled,
+    )
+    from connscale.bench.orchestrator import BenchConfig, ServerSpec, run_bench
+    from connscale.clock import FakeClock
+    from connscale.core.cache import CacheStatistics, EvictionReason, TTLCache, create_ttl_dict
+    from connscale.core.codec import decode_session, encode_session
+    from connscale.core.monitor_policy import (
+        AdaptiveSampling,
+        PressureLevel,
+        PressureThresholds,
+        PressureTracker,
+    )
+    from connscale.core.pool import BufferPool, BufferPoolStatistics, ObjectPool, PoolStatistics
+    from connscale.core.protocol.limits import ServerLimits
+    from connscale.core.protocol.mcp import McpProtocol
+    from connscale.core.session import (
+        Capabilities,
+        Phase,
+        Session,
+        SessionTable,
+        Transport,
+        intern_capabilities,
+    )
+    from connscale.core.sizeof import estimate_memory, size_breakdown
+    from connscale.core.stats import ScalingResult, TrendResult, Verdict, scaling, trend
+    from connscale.engines.aio import AsyncioEngine
+    from connscale.engines.epoll import EpollEngine
+    from connscale.errors import (
+        AppLoadError,
+        BatchTooLargeError,
+        CacheError,
+        ClientCapabilityError,
+        ClientError,
+        ClientRequestError,
+        ClientResponseError,
+        ClientUnreachableError,
+        ConfigurationError,
+        ConnscaleError,
+        CorruptRunError,
+        CorruptStateError,
+        DoubleReleaseError,
+        ForeignObjectError,
+        LoadError,
+        MeasurementError,
+        NotAvailableError,
+        PlanError,
+        PoolError,
+        ProcessGoneError,
+        ProtocolError,
+        ReportError,
+        ServerError,
+        SessionError,
+        SlotError,
+        TableFullError,
+        TargetRefusedError,
+        UnknownFieldError,
+    )
+    from connscale.gc import GCStatistics, GCTuner, PauseRecorder
+    from connscale.loadgen.plan import Limits, LoadPlan, plan_load, read_limits
+    from connscale.loadgen.runner import LoadRunner
+    from connscale.loadgen.swarm import Swarm
+    from connscale.loadgen.traffic import TrafficResult
+    from connscale.memory import (
+        GroupSample,
+        KernelSockets,
+        MemoryReader,
+        MemorySample,
+        ProcessSockets,
+        kernel_sockets,
+        process_sockets,
+        sample_group,
+    )
+    from connscale.monitor import History, Monitor
+    from connscale.profile import Profiler, ProfileRecord, Snapshot
+    from connscale.prometheus import MetricsExporter
+    from connscale.report.render import write_report
+    from connscale.server.config import ServerConfig
+    from connscale.server.experts import (
+        CircleOfExperts,
+        CircleStatistics,
+        Consultation,
+        Expert,
+        ExpertAnswer,
+        ExpertQuery,
+        ExpertResponse,
+        FunctionExpert,
+        ResponseCollector,
+        builtin_experts,
+        load_experts,
+    )
+    from connscale.server.reference import build_reference_app
+    from connscale.server.supervisor import serve
 
-# --- end building blocks -------------------------------------------------------------------
+#: Public name -> the module that defines it.
+_WHERE: dict[str, str] = {
+    "FakeClock": "connscale.clock",
+    "AppLoadError": "connscale.errors",
+    "BatchTooLargeError": "connscale.errors",
+    "CacheError": "connscale.errors",
+    "ClientCapabilityError": "connscale.errors",
+    "ClientError": "connscale.errors",
+    "ClientRequestError": "connscale.errors",
+    "ClientResponseError": "connscale.errors",
+    "ClientUnreachableError": "connscale.errors",
+    "ConfigurationError": "connscale.errors",
+    "ConnscaleError": "connscale.errors",
+    "CorruptRunError": "connscale.errors",
+    "CorruptStateError": "connscale.errors",
+    "DoubleReleaseError": "connscale.errors",
+    "ForeignObjectError": "connscale.errors",
+    "LoadError": "connscale.errors",
+    "MeasurementError": "connscale.errors",
+    "NotAvailableError": "connscale.errors",
+    "PlanError": "connscale.errors",
+    "PoolError": "connscale.errors",
+    "ProcessGoneError": "connscale.errors",
+    "ProtocolError": "connscale.errors",
+    "ReportError": "connscale.errors",
+    "ServerError": "connscale.errors",
+    "SessionError": "connscale.errors",
+    "SlotError": "connscale.errors",
+    "TableFullError": "connscale.errors",
+    "TargetRefusedError": "connscale.errors",
+    "UnknownFieldError": "connscale.errors",
+    "CacheStatistics": "connscale.core.cache",
+    "EvictionReason": "connscale.core.cache",
+    "TTLCache": "connscale.core.cache",
+    "create_ttl_dict": "connscale.core.cache",
+    "decode_session": "connscale.core.codec",
+    "encode_session": "connscale.core.codec",
+    "BufferPool": "connscale.core.pool",
+    "BufferPoolStatistics": "connscale.core.pool",
+    "ObjectPool": "connscale.core.pool",
+    "PoolStatistics": "connscale.core.pool",
+    "Capabilities": "connscale.core.session",
+    "Phase": "connscale.core.session",
+    "Session": "connscale.core.session",
+    "SessionTable": "connscale.core.session",
+    "Transport": "connscale.core.session",
+    "intern_capabilities": "connscale.core.session",
+    "estimate_memory": "connscale.core.sizeof",
+    "size_breakdown": "connscale.core.sizeof",
+    "AdaptiveSampling": "connscale.core.monitor_policy",
+    "PressureLevel": "connscale.core.monitor_policy",
+    "PressureThresholds": "connscale.core.monitor_policy",
+    "PressureTracker": "connscale.core.monitor_policy",
+    "ScalingResult": "connscale.core.stats",
+    "TrendResult": "connscale.core.stats",
+    "Verdict": "connscale.core.stats",
+    "scaling": "connscale.core.stats",
+    "trend": "connscale.core.stats",
+    "GCStatistics": "connscale.gc",
+    "GCTuner": "connscale.gc",
+    "PauseRecorder": "connscale.gc",
+    "GroupSample": "connscale.memory",
+    "KernelSockets": "connscale.memory",
+    "MemoryReader": "connscale.memory",
+    "MemorySample": "connscale.memory",
+    "ProcessSockets": "connscale.memory",
+    "kernel_sockets": "connscale.memory",
+    "process_sockets": "connscale.memory",
+    "sample_group": "connscale.memory",
+    "History": "connscale.monitor",
+    "Monitor": "connscale.monitor",
+    "Profiler": "connscale.profile",
+    "ProfileRecord": "connscale.profile",
+    "Snapshot": "connscale.profile",
+    "MetricsExporter": "connscale.prometheus",
+    "write_report": "connscale.report.render",
+    "Annotations": "connscale.app",
+    "App": "connscale.app",
+    "AssistantMessage": "connscale.app",
+    "Audio": "connscale.app",
+    "Completion": "connscale.app",
+    "CompletionArgument": "connscale.app",
+    "Content": "connscale.app",
+    "Context": "connscale.app",
+    "ElicitResult": "connscale.app",
+    "EmbeddedResource": "connscale.app",
+    "Icon": "connscale.app",
+    "Image": "connscale.app",
+    "Message": "connscale.app",
+    "PromptRef": "connscale.app",
+    "ResourceLink": "connscale.app",
+    "ResourceTemplateRef": "connscale.app",
+    "Root": "connscale.app",
+    "SampleResult": "connscale.app",
+    "Text": "connscale.app",
+    "ToolAnnotations": "connscale.app",
+    "ToolResult": "connscale.app",
+    "UriTemplate": "connscale.app",
+    "UserMessage": "connscale.app",
+    "titled": "connscale.app",
+    "ServerLimits": "connscale.core.protocol.limits",
+    "McpProtocol": "connscale.core.protocol.mcp",
+    "AsyncioEngine": "connscale.engines.aio",
+    "EpollEngine": "connscale.engines.epoll",
+    "ServerConfig": "connscale.server.config",
+    "CircleOfExperts": "connscale.server.experts",
+    "CircleStatistics": "connscale.server.experts",
+    "Consultation": "connscale.server.experts",
+    "Expert": "connscale.server.experts",
+    "ExpertAnswer": "connscale.server.experts",
+    "ExpertQuery": "connscale.server.experts",
+    "ExpertResponse": "connscale.server.experts",
+    "FunctionExpert": "connscale.server.experts",
+    "ResponseCollector": "connscale.server.experts",
+    "builtin_experts": "connscale.server.experts",
+    "load_experts": "connscale.server.experts",
+    "build_reference_app": "connscale.server.reference",
+    "serve": "connscale.server.supervisor",
+    "BenchConfig": "connscale.bench.orchestrator",
+    "ServerSpec": "connscale.bench.orchestrator",
+    "run_bench": "connscale.bench.orchestrator",
+    "Swarm": "connscale.loadgen.swarm",
+    "TrafficResult": "connscale.loadgen.traffic",
+    "Limits": "connscale.loadgen.plan",
+    "LoadPlan": "connscale.loadgen.plan",
+    "plan_load": "connscale.loadgen.plan",
+    "read_limits": "connscale.loadgen.plan",
+    "LoadRunner": "connscale.loadgen.runner",
+}
 
-# --- instruments -----------------------------------------------------------------------------
-from connscale.core.monitor_policy import (
-    AdaptiveSampling,
-    PressureLevel,
-    PressureThresholds,
-    PressureTracker,
-)
-from connscale.core.stats import ScalingResult, TrendResult, Verdict, scaling, trend
-from connscale.gc import GCStatistics, GCTuner, PauseRecorder
-from connscale.memory import (
-    GroupSample,
-    KernelSockets,
-    MemoryReader,
-    MemorySample,
-    ProcessSockets,
-    kernel_sockets,
-    process_sockets,
-    sample_group,
-)
-from connscale.monitor import History, Monitor
-from connscale.profile import Profiler, ProfileRecord, Snapshot
-from connscale.prometheus import MetricsExporter
-from connscale.report.render import write_report
 
-# --- end instruments -------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'connscale' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup does not come back here
+    return value
 
-# --- app -----------------------------------------------------------------------------------------
-from connscale.app import (
-    Annotations,
-    App,
-    AssistantMessage,
-    Audio,
-    Completion,
-    CompletionArgument,
-    Content,
-    Context,
-    ElicitResult,
-    EmbeddedResource,
-    Icon,
-    Image,
-    Message,
-    PromptRef,
-    ResourceLink,
-    ResourceTemplateRef,
-    Root,
-    SampleResult,
-    Text,
-    ToolAnnotations,
-    ToolResult,
-    UriTemplate,
-    UserMessage,
-    titled,
-)
 
-# --- end app -------------------------------------------------------------------------------------
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
-# --- server ------------------------------------------------------------------------------------
-from connscale.core.protocol.limits import ServerLimits
-from connscale.core.protocol.mcp import McpProtocol
-from connscale.engines.aio import AsyncioEngine
-from connscale.engines.epoll import EpollEngine
-from connscale.server.config import ServerConfig
-from connscale.server.experts import (
-    CircleOfExperts,
-    CircleStatistics,
-    Consultation,
-    Expert,
-    ExpertAnswer,
-    ExpertQuery,
-    ExpertResponse,
-    FunctionExpert,
-    ResponseCollector,
-    builtin_experts,
-    load_experts,
-)
-from connscale.server.reference import build_reference_app
-from connscale.server.supervisor import serve
-
-# --- end server --------------------------------------------------------------------------------
-
-# --- load and bench ----------------------------------------------------------------------------
-from connscale.bench.orchestrator import BenchConfig, ServerSpec, run_bench
-from connscale.loadgen.swarm import Swarm
-from connscale.loadgen.traffic import TrafficResult
-from connscale.loadgen.plan import Limits, LoadPlan, plan_load, read_limits
-from connscale.loadgen.runner import LoadRunner
-
-# --- end load and bench ------------------------------------------------------------------------
 
 __all__ = [
     "AppLoadError",

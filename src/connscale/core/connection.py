@@ -28,11 +28,11 @@ costs its session-table row and these columns, and no Python object.
 from __future__ import annotations
 
 import logging
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
+from connscale.core._lazy_memory import lazy_zeroed, regrown
 from connscale.core.protocol.framing import TOO_LARGE, LineReader, frame_end
 from connscale.core.protocol.http import McpHttp, OpenListen, OpenStream, sse_event
 from connscale.core.protocol.httpwire import CHUNK_END, HttpError, HttpReader, ReaderPool, chunk
@@ -156,18 +156,22 @@ class ConnectionCore:
         self.connections = 0
         self.accepted = 0
         self.wire: Wire | None = None
-        self._kind = bytearray(capacity)
-        self._state = bytearray(capacity)
-        self._slot = array("i", [_NO_SLOT]) * capacity
-        self._generation = array("I", [0]) * capacity
+        # Columns are zeroed maps the kernel commits page by page as connections touch them
+        # (lazy_zeroed): a worker sized for 20,000 connections pays for the ones it has, and
+        # forked workers do not each write ~0.7 MB of columns at start. Zero is each
+        # column's state for a free connection (a free connection's slot is never read).
+        self._kind = _column(capacity)
+        self._state = _column(capacity)
+        self._slot = _column(capacity * 4, "i")
+        self._generation = _column(capacity * 4, "I")
         self._keepalive = (
             keepalive_timeout if keepalive_timeout is not None else (limits.handshake_timeout)
         )
         # Activity stamps (timer ticks): when an HTTP connection began waiting for a
         # request, or when a session last moved bytes. Only when a timeout needs them.
-        self._stamp: array[int] | None = None
+        self._stamp: memoryview[int] | None = None
         if http is not None or limits.idle_timeout is not None:
-            self._stamp = array("I", [0]) * capacity
+            self._stamp = _column(capacity * 4, "I")
         now = clock()
         keepalive = self._keepalive if http is not None else None
         self._timers = TimerWheel(
@@ -185,12 +189,14 @@ class ConnectionCore:
         # Session slot -> connection, for messages to a session that is not the one being
         # served (list changes, resource updates): line sessions and open event streams.
         # A column, not a dict: a dict entry and its two int objects cost ~130 B a session.
-        self._connection_of = array("i", [-1]) * protocol.table.capacity
+        # Entries are checked against the connection's own slot when read, so a zero (or
+        # stale) entry is never taken for a mapping.
+        self._connection_of = _column(protocol.table.capacity * 4, "i")
         self._streams = 0
         # subscriptions/listen streams (2026-07-28), in columns: what each asked for and its
         # id (an integer id here; other ids, and watched resources, in small dicts).
-        self._listen_flags = bytearray(capacity)
-        self._listen_id = array("q", [0]) * capacity
+        self._listen_flags = _column(capacity)
+        self._listen_id = _column(capacity * 8, "q")
         self._listen_other_ids: dict[int, RequestId] = {}
         self._listen_uris: dict[str, set[int]] = {}
         self._listens = 0
@@ -794,7 +800,8 @@ class ConnectionCore:
     def _bind_slot(self, slot: int, connection: int) -> None:
         column = self._connection_of
         if slot >= len(column):  # an HTTP table grows; a TCP one never does
-            column.extend([-1] * (slot + 1 - len(column)))
+            grown = regrown(column, max(slot + 1, len(column) * 2) * 4)
+            column = self._connection_of = cast("memoryview[int]", grown)
         column[slot] = connection
 
     def _connection_holding(self, slot: int, kind: int) -> int | None:
@@ -877,12 +884,17 @@ class ConnectionCore:
         self.closed(connection)
 
 
-def _next_nonzero(data: bytearray, start: int) -> int:
+def _column(nbytes: int, item_format: str = "B") -> memoryview[int]:
+    """A zeroed column of ``item_format`` items, committed page by page (``lazy_zeroed``)."""
+    return cast("memoryview[int]", lazy_zeroed(nbytes, item_format))
+
+
+def _next_nonzero(data: memoryview[int], start: int) -> int:
     """The index of the first non-zero byte at or after ``start``, or -1."""
     end = len(data)
     while start < end:
         # lstrip is C-fast: skip a run of zero bytes in one step.
-        chunk = data[start : start + 65536]
+        chunk = bytes(data[start : start + 65536])
         stripped = chunk.lstrip(b"\x00")
         if stripped:
             return start + len(chunk) - len(stripped)

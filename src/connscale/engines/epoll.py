@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from connscale.core._lazy_memory import lazy_zeroed
 from connscale.core.connection import ConnectionCore
 from connscale.core.protocol.http import McpHttp
 from connscale.core.protocol.mcp import McpProtocol
@@ -73,8 +74,8 @@ class EpollEngine:
             http=http,
             keepalive_timeout=keepalive_timeout,
         )
-        self._open = bytearray(size)  # 1 from accept to os.close
-        self._reading = bytearray(size)  # 1 while the fd's mask asks for input
+        self._open = lazy_zeroed(size)  # 1 from accept to os.close
+        self._reading = lazy_zeroed(size)  # 1 while the fd's mask asks for input
         self._unsent: dict[int, bytearray] = {}  # output, only while the kernel buffer is full
         self._close_after_flush: set[int] = set()
         self._epoll: select.epoll | None = None

@@ -10,9 +10,11 @@ import socket
 import time
 from collections.abc import Callable
 
+from connscale.core.connection import ConnectionCore
 from connscale.core.protocol.http import McpHttp
+from connscale.core.protocol.httpwire import HttpReader
 from connscale.core.protocol.mcp import McpProtocol
-from connscale.core.protocol.surface import Surface
+from connscale.core.protocol.surface import LIST_KINDS, Surface
 from connscale.core.protocol.tokens import RevocationTable, SessionSealer
 from connscale.core.session import SessionTable, Transport
 from connscale.engines._base import Engine, open_files_limit
@@ -22,7 +24,7 @@ from connscale.engines.epoll import EpollEngine
 from connscale.engines.stdio import StdioEngine
 from connscale.server.config import ServerConfig
 
-__all__ = ["build_engine", "build_stdio_engine", "session_table"]
+__all__ = ["build_engine", "build_stdio_engine", "session_table", "warm_up"]
 
 
 def session_table(config: ServerConfig) -> SessionTable:
@@ -103,3 +105,56 @@ def build_stdio_engine(
     return StdioEngine(
         protocol, CallRunner(surface), input_fd=input_fd, output_fd=output_fd, clock=clock
     )
+
+
+class _Sink:
+    """A wire that keeps nothing: what ``warm_up`` drives its throwaway core with."""
+
+    def __init__(self, core: ConnectionCore) -> None:
+        self.core = core
+
+    def write(self, connection: int, data: bytes) -> int:
+        return 0
+
+    def set_reading(self, connection: int, reading: bool) -> None:
+        pass
+
+    def disconnect(self, connection: int, flush: bool) -> None:
+        self.core.closed(connection)
+
+    def call_soon(self) -> None:
+        pass
+
+    def wake_at(self, when: float) -> None:
+        pass
+
+
+_WARM_UP_LINES = (
+    b'{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25",'
+    b'"capabilities":{},"clientInfo":{"name":"warm-up","version":"0"}}}\n'
+    b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
+    b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n{"jsonrpc":"2.0","id":2,"method":"tools/list"}\n'
+)
+
+
+def warm_up(config: ServerConfig, surface: Surface) -> None:
+    """Before forking workers: run one throwaway request path, so that what every worker
+    would otherwise build for itself on its first request (imported modules, OpenSSL's
+    tables, the app's cached listings, parsers, encoders) is built once and shared."""
+    listener = socket.socket()
+    try:
+        protocol = McpProtocol(surface, SessionTable(16, max_capacity=16), limits=config.limits)
+        core = ConnectionCore(protocol, CallRunner(surface), 4, clock=time.monotonic)
+        core.attach(_Sink(core))
+        if core.open(0):
+            core.receive(0, _WARM_UP_LINES)
+            core.closed(0)
+        for kind in LIST_KINDS:
+            surface.listing(kind)
+        sealer = SessionSealer(max_age=config.session_max_age)
+        sealer.unseal(sealer.seal(b"warm-up"))
+        reader = HttpReader(config.limits.max_header_bytes, config.limits.max_frame_bytes)
+        reader.feed(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        build_engine(config, surface, listener)  # the engine's own imports and objects
+    finally:
+        listener.close()

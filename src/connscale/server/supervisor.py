@@ -33,7 +33,7 @@ from connscale.core.protocol.surface import Surface
 from connscale.core.protocol.tokens import KEY_BYTES, RevocationTable
 from connscale.engines._base import Engine
 from connscale.errors import ServerError
-from connscale.server.build import build_engine, build_stdio_engine
+from connscale.server.build import build_engine, build_stdio_engine, warm_up
 from connscale.server.config import ServerConfig
 from connscale.server.experts import CircleOfExperts, load_experts
 from connscale.server.loading import as_surface, load_app
@@ -357,7 +357,8 @@ class ServerHandle:
         self.port = placeholder.getsockname()[1]
         self._inherited = [placeholder.fileno()]
         if config.start_method == "fork":
-            _prepare_fork()
+            assert self._app is not None
+            _prepare_fork(config, self._app)
         capacity = config.revocation_capacity
         fd, revocations = tempfile.mkstemp(prefix="connscale-revoked-")
         os.ftruncate(fd, RevocationTable.size_for(capacity))
@@ -418,18 +419,22 @@ class ServerHandle:
                 process.join(1.0)
 
 
-def _prepare_fork() -> None:
-    """Before forking workers: load what every worker uses, then freeze it all.
+def _prepare_fork(config: ServerConfig, app: Surface) -> None:
+    """Before forking workers: load and build what every worker uses, then freeze it all.
 
     Whatever the supervisor imports and builds now is shared by the forked workers page by
-    page until one of them writes to it. ``gc.freeze`` moves it out of the collector's
-    generations, so that no worker's collection walks (and so writes to) those objects.
+    page until one of them writes to it: one throwaway request path runs here (``warm_up``)
+    so that no worker builds its own copy on its first request. ``gc.freeze`` then moves it
+    all out of the collector's generations, so that no worker's collection walks (and so
+    writes to) those objects.
     """
     import connscale.engines.aio
-    import connscale.engines.epoll  # noqa: F401
+    import connscale.engines.epoll
+    import connscale.gc  # noqa: F401  (each worker records its pauses)
 
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401
+    warm_up(config, app)
     gc.collect()
     gc.freeze()
 
