@@ -16,13 +16,18 @@ from typing import Any
 from connscale.core.protocol.surface import Surface
 from connscale.errors import AppLoadError
 
-__all__ = ["as_surface", "load_app"]
+__all__ = ["as_surface", "load_app", "load_object"]
 
 _SURFACE_METHODS = ("capabilities", "listing", "call_tool", "read_resource", "get_prompt", "watch")
 
 
 def load_app(target: str) -> Surface:
     """Import ``target`` and return the app it names, ready to serve."""
+    return as_surface(load_object(target), target)
+
+
+def load_object(target: str) -> Any:
+    """Import ``target`` and return the object it names, as it is (not yet a surface)."""
     module_part, sep, attribute = target.rpartition(":")
     if not sep or not module_part or not attribute:
         raise AppLoadError(
@@ -34,7 +39,7 @@ def load_app(target: str) -> Surface:
         if not hasattr(value, name):
             raise AppLoadError(f"--app {target!r}: {module_part} has no attribute {attribute!r}")
         value = getattr(value, name)
-    return as_surface(value, target)
+    return value
 
 
 def _import(target: str, module_part: str) -> Any:
