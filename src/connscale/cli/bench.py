@@ -121,6 +121,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--arguments", metavar="JSON", default=None, help="--app: the tool's arguments (JSON)"
     )
     parser.add_argument("--duration", type=float, help="seconds per traffic phase")
+    parser.add_argument(
+        "--throughput-connections",
+        type=int,
+        metavar="N",
+        help="connections the closed-loop throughput phase runs at (default 10000, or fewer "
+        "when fewer are held)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -158,6 +165,10 @@ def bench_config(args: argparse.Namespace) -> tuple[BenchConfig, int]:
         if args.duration <= 0:
             raise ConfigurationError("--duration must be positive")
         config = replace(config, traffic_duration=args.duration)
+    if getattr(args, "throughput_connections", None) is not None:
+        if args.throughput_connections < 1:
+            raise ConfigurationError("--throughput-connections must be positive")
+        config = replace(config, throughput_connections=args.throughput_connections)
     return config, top
 
 
