@@ -602,6 +602,11 @@ class _Sdk2(_Sdk):
         self.ResourceNotFoundError = exceptions.ResourceNotFoundError
         self.UnexpectedResourceError = exceptions.UnexpectedResourceError
         self.RequestStateBoundary = _module("mcp.server.request_state").RequestStateBoundary
+        # A tool that takes no Context (and has no resolvers) never reads the one it is
+        # handed: such calls share one, as the SDK itself builds a bare one when given none.
+        self.bare_context = self.Context(
+            mcp_server=server, subscriptions=getattr(server, "_subscriptions", None)
+        )
         self.lowlevel = server._lowlevel_server  # the SDK's own Server: capabilities, info
         self.all_levels = {types.LOG_LEVEL_META_KEY: "debug"}
 
@@ -709,12 +714,24 @@ class _Sdk2(_Sdk):
     def call_tool(self, name: str, arguments: dict[str, Any], context: CallContext) -> Any:
         return self._call_tool(name, arguments, context)
 
+    def _uses_context(self, name: str) -> bool:
+        # The tool registry is private (``_tool_manager``); its ``get_tool`` says whether the
+        # tool asks for a Context or has resolvers. Unknown: build one, as always.
+        manager = getattr(self.server, "_tool_manager", None)
+        tool = manager.get_tool(name) if manager is not None else None
+        if tool is None:
+            return True
+        return bool(getattr(tool, "context_kwarg", True) or getattr(tool, "resolved_params", True))
+
     async def _call_tool(self, name: str, arguments: dict[str, Any], context: CallContext) -> Any:
-        params = {"name": name, "arguments": arguments}
-        input_params = self._input_params(
-            self.types.CallToolRequestParams, context, name=name, arguments=arguments
-        )
-        ctx = await self._context(context, "tools/call", params, input_params)
+        if self._uses_context(name):
+            params = {"name": name, "arguments": arguments}
+            input_params = self._input_params(
+                self.types.CallToolRequestParams, context, name=name, arguments=arguments
+            )
+            ctx = await self._context(context, "tools/call", params, input_params)
+        else:
+            ctx = self.bare_context
         try:
             result = await self.server.call_tool(name, arguments, ctx)
         except self.MCPError as exc:
