@@ -51,8 +51,10 @@ level in the handshake era); an unknown prompt or a missing prompt argument is e
 -32602 (the SDK sends code 0); ``ctx.request_context.request`` (the Starlette request)
 and ``ctx.headers`` are None.
 
-SDK 1.x: written against ``FastMCP`` of mcp 1.29 (``mcp<2``) and checked by hand against
-it; the project's test suite installs SDK 2.x only, so the 1.x path is not covered there.
+SDK 1.x: written against ``FastMCP`` of mcp 1.29 and 1.30 (``mcp<2``). The project's test
+suite installs SDK 2.x only, so the 1.x path is not covered there: ``scripts/sdk1_check.py``
+checks it by hand in a throwaway environment (the same test servers, the SDK's own server
+and connscale answering the 1.x client alike).
 """
 
 from __future__ import annotations
