@@ -217,6 +217,7 @@ class SdkSurface:
         self._listings: dict[ListKind, tuple[dict[str, Any], ...]] = {}
         self._capabilities: dict[str, Any] | None = None
         self._lifespan = _Lifespan(server)
+        self._loop: asyncio.AbstractEventLoop | None = None  # the serving worker's loop
         # One key per surface: forked workers share it (the supervisor made the surface).
         self._state_key = secrets.token_bytes(32)
         self._check()
@@ -258,13 +259,21 @@ class SdkSurface:
             cached = self._listings[kind] = tuple(self._sdk.listing(kind))
         return cached
 
+    def _serving(self) -> None:
+        if self._loop is None or self._loop.is_closed():  # built away from its loop (tests)
+            with contextlib.suppress(RuntimeError):
+                self._loop = asyncio.get_running_loop()
+
     def call_tool(self, name: str, arguments: Mapping[str, Any], context: CallContext) -> Any:
+        self._serving()
         return self._sdk.call_tool(name, dict(arguments or {}), context)
 
     def read_resource(self, uri: str, context: CallContext) -> Any:
+        self._serving()
         return self._sdk.read_resource(uri, context)
 
     def get_prompt(self, name: str, arguments: Mapping[str, str], context: CallContext) -> Any:
+        self._serving()
         return self._sdk.get_prompt(name, dict(arguments) if arguments else None, context)
 
     def complete(
@@ -281,7 +290,8 @@ class SdkSurface:
         # A worker builds its protocol (which watches) on its event loop: enter the
         # server's lifespan there, before the first request needs it.
         with contextlib.suppress(RuntimeError):
-            self._lifespan.start(asyncio.get_running_loop())
+            self._loop = asyncio.get_running_loop()
+            self._lifespan.start(self._loop)
 
     def close(self) -> None:
         """Leave the server's lifespan (a worker's loop also does so as it ends)."""
@@ -289,8 +299,24 @@ class SdkSurface:
 
     # -- changes --------------------------------------------------------------------------------
 
+    def _elsewhere(self) -> asyncio.AbstractEventLoop | None:
+        """The serving loop when called from another thread (a sync SDK tool runs in a
+        worker thread), else None: watchers are told on the loop's own thread only."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        return None if running is loop else loop
+
     def changed(self, kind: ListKind) -> None:
         """The server's ``kind`` changed: relist it and tell every watcher."""
+        loop = self._elsewhere()
+        if loop is not None:
+            loop.call_soon_threadsafe(self.changed, kind)
+            return
         kinds: tuple[ListKind, ...] = (
             ("resources", "resourceTemplates") if kind == "resources" else (kind,)
         )
@@ -305,6 +331,11 @@ class SdkSurface:
                     logger.exception("a listener failed on list_changed(%r)", each)
 
     def resource_updated(self, uri: str) -> None:
+        """Resource ``uri`` changed: watchers tell its subscribers."""
+        loop = self._elsewhere()
+        if loop is not None:
+            loop.call_soon_threadsafe(self.resource_updated, uri)
+            return
         for listener in tuple(self._listeners):
             try:
                 listener.resource_updated(uri)
