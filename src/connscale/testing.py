@@ -66,6 +66,13 @@ def engine_in_thread(
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(main())
+            # As asyncio.run does: what is still running (a surface's own tasks, such as an
+            # SDK server's lifespan) is cancelled and allowed to finish before the loop closes.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         finally:
             loop.close()
 

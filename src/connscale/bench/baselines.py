@@ -7,7 +7,8 @@ tools/list, tools/call with ``echo`` and ``consult_experts``), session state in 
 - ``asyncio-protocol``: an ``asyncio.Protocol`` subclass, one object per connection.
 - ``uvloop-protocol``: the same Protocol on uvloop's event loop.
 - ``mcp-sdk`` (HTTP): the official MCP Python SDK's Streamable HTTP app under uvicorn,
-  when the SDK is installed.
+  when the SDK is installed; with ``--app file.py:mcp``, a server of the user's own
+  (``connscale bench --app`` runs it this way beside connscale serving the same object).
 
 Other long-lived-connection servers, for ``--protocol`` runs (the ``baselines`` extra):
 
@@ -509,39 +510,51 @@ async def serve_tcp(
         server.close()
 
 
-def serve_sdk(host: str, port: int, ready_file: Path | None, stats_dir: Path | None) -> None:
-    """Serve the official MCP SDK's Streamable HTTP app under uvicorn."""
+def serve_sdk(
+    host: str,
+    port: int,
+    ready_file: Path | None,
+    stats_dir: Path | None,
+    app: str | None = None,
+) -> None:
+    """Serve the official MCP SDK's Streamable HTTP app under uvicorn: the baseline's own
+    tools, or the SDK server object ``app`` names (``file.py:mcp``) as its author runs it."""
     import uvicorn
 
-    server_class = _sdk_server_class()
-    try:
-        mcp = server_class("baseline", log_level="WARNING")
-    except TypeError:
-        mcp = server_class("baseline")
+    if app is not None:
+        from connscale.server.loading import load_object
 
-    def echo(text: str = "") -> str:
-        """Echo the text back."""
-        return text
+        mcp = load_object(app)
+    else:
+        server_class = _sdk_server_class()
+        try:
+            mcp = server_class("baseline", log_level="WARNING")
+        except TypeError:
+            mcp = server_class("baseline")
 
-    def consult_experts(question: str = "") -> str:
-        """Ask a question; get an answer."""
-        return f"The experts agree: {question}"
+        def echo(text: str = "") -> str:
+            """Echo the text back."""
+            return text
 
-    for tool in (echo, consult_experts):
-        mcp.tool()(tool)
+        def consult_experts(question: str = "") -> str:
+            """Ask a question; get an answer."""
+            return f"The experts agree: {question}"
+
+        for tool in (echo, consult_experts):
+            mcp.tool()(tool)
 
     try:
         # Held connections must not be reaped by the SDK's defaults (10,000 sessions,
         # 30 minutes idle) during a benchmark.
-        app = mcp.streamable_http_app(max_sessions=None, session_idle_timeout=None, host=host)
-    except TypeError:
-        app = mcp.streamable_http_app()
+        http_app = mcp.streamable_http_app(max_sessions=None, session_idle_timeout=None, host=host)
+    except TypeError:  # SDK 1.x: no such arguments (and no session cap or reaping)
+        http_app = mcp.streamable_http_app()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(BACKLOG)
     config = uvicorn.Config(
-        app,
+        http_app,
         log_level="warning",
         timeout_keep_alive=3600,  # a held connection is the point of the benchmark
         backlog=BACKLOG,
@@ -586,13 +599,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ready-file", type=Path)
     parser.add_argument("--stats-dir", type=Path)
+    parser.add_argument(
+        "--app", metavar="FILE.py:ATTR", help="mcp-sdk: serve this SDK server object instead"
+    )
     args = parser.parse_args(argv)
     if args.name == "mcp-sdk":
         if not sdk_available():
             print("the official MCP SDK (and uvicorn) is not installed", file=sys.stderr)
             return 2
-        serve_sdk(args.host, args.port, args.ready_file, args.stats_dir)
+        serve_sdk(args.host, args.port, args.ready_file, args.stats_dir, app=args.app)
         return 0
+    if args.app is not None:
+        parser.error("--app is for the mcp-sdk baseline")
     serve_other = {
         "websockets-echo": serve_websockets,
         "aiohttp-ws": serve_aiohttp,

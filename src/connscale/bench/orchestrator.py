@@ -108,6 +108,7 @@ def measure_server(
                 protocol=spec.protocol,
                 path=spec.path,
                 probe=spec.probe,
+                call=spec.call,
                 max_seconds=config.max_seconds,
             )
             measurer = Measurer(target, config, started, loadgen_pids=lambda: runner.pids)

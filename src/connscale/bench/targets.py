@@ -48,6 +48,7 @@ class ServerSpec:
     protocol: str = "mcp"
     path: str | None = None  # HTTP path for websocket, sse, http, mcp-http
     probe: str | None = None  # raw TCP: a line each connection must answer
+    call: str | None = None  # MCP: the tools/call params (JSON) its traffic phases send
 
 
 def transport_of(protocol: str) -> str:
@@ -197,6 +198,41 @@ def parse_target(text: str, *, max_connections: int, probe: str | None = None) -
     )
 
 
+def sdk_app_servers(
+    app: str, *, call: str, max_connections: int, name: str | None = None
+) -> list[ServerSpec]:
+    """One SDK server object (``file.py:mcp``) twice, side by side: on the SDK's own server
+    (uvicorn, Streamable HTTP, keep-alive held) and on connscale, one worker each; their
+    traffic phases send ``call`` (the ``tools/call`` params, JSON) to both."""
+    module_part, sep, attribute = app.rpartition(":")
+    if not sep or not module_part or not attribute:
+        raise ConfigurationError(f"--app must be path/to/file.py:attribute, not {app!r}")
+    stem = name or re.sub(r"[^A-Za-z0-9._-]+", "_", Path(module_part).stem).strip("._-")[:40]
+    stem = stem or "app"
+    python = sys.executable
+    limit = min(max_connections, BASELINE_MAX_CONNECTIONS)
+    sdk = ServerSpec(
+        name=f"{stem}-on-sdk",
+        argv=(python, "-m", "connscale.bench.baselines", "mcp-sdk", "--port", "0", "--app", app),
+        transport="http",
+        max_connections=limit,
+        unavailable=missing("mcp-sdk"),
+        protocol="mcp-http",
+        call=call,
+    )
+    serve = (python, "-m", "connscale", "serve", "--transport", "http", "--port", "0")
+    ours = ServerSpec(
+        name=f"{stem}-on-connscale",
+        argv=(*serve, "--workers", "1", "--app", app),
+        transport="http",
+        max_connections=limit,
+        unavailable=_reference_server_missing(),
+        protocol="mcp-http",
+        call=call,
+    )
+    return [sdk, ours]
+
+
 def _reference_server_missing() -> str | None:
     if importlib.util.find_spec("connscale.cli.serve") is None:
         return "`connscale serve` is not part of this build"
@@ -210,5 +246,6 @@ __all__ = [
     "custom_server",
     "default_servers",
     "parse_target",
+    "sdk_app_servers",
     "transport_of",
 ]

@@ -43,6 +43,14 @@ Example:
   connscale bench --target chat:websocket/ws:18001:"python chat.py 18001" \\
       --target feed:tcp:18002:"python feed.py" --probe ping --servers websockets-echo
 
+A server written for the official MCP SDK: --app FILE.py:ATTR (its MCPServer or FastMCP
+object) runs that one object twice in the same run, on the SDK's own server (uvicorn,
+Streamable HTTP, keep-alive held) and on connscale (`connscale serve --app`), one worker
+each: bytes per held session, set-up CPU per session, then tools/call throughput and p99
+latency with the tool --call names (arguments from --arguments; default: the first tool
+that needs none). Example:
+  connscale bench --app myserver.py:mcp --call add --arguments '{"a": 1, "b": 2}'
+
 Honest runs: a port already in use is refused before anything starts; connections the
 server drops during a plateau stop that server (with the count and the first reason) and
 no marginal is published from a partial run; Ctrl-C writes RUN.json with the plateaus
@@ -102,7 +110,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--probe", metavar="LINE", help="raw TCP targets: a line each connection must answer"
     )
+    parser.add_argument(
+        "--app",
+        metavar="FILE.py:ATTR",
+        help="a server written for the official MCP SDK: on the SDK's own server and on "
+        "connscale, side by side (see above)",
+    )
+    parser.add_argument("--call", metavar="TOOL", help="--app: the tool the traffic calls")
+    parser.add_argument(
+        "--arguments", metavar="JSON", default=None, help="--app: the tool's arguments (JSON)"
+    )
     parser.add_argument("--duration", type=float, help="seconds per traffic phase")
+    parser.add_argument(
+        "--throughput-connections",
+        type=int,
+        metavar="N",
+        help="connections the closed-loop throughput phase runs at (default 10000, or fewer "
+        "when fewer are held)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -140,6 +165,10 @@ def bench_config(args: argparse.Namespace) -> tuple[BenchConfig, int]:
         if args.duration <= 0:
             raise ConfigurationError("--duration must be positive")
         config = replace(config, traffic_duration=args.duration)
+    if getattr(args, "throughput_connections", None) is not None:
+        if args.throughput_connections < 1:
+            raise ConfigurationError("--throughput-connections must be positive")
+        config = replace(config, throughput_connections=args.throughput_connections)
     return config, top
 
 
@@ -155,6 +184,12 @@ def chosen_servers(args: argparse.Namespace, top: int) -> list[ServerSpec]:
     specs = [
         targets.parse_target(text, max_connections=top, probe=args.probe) for text in args.target
     ]
+    app = getattr(args, "app", None)
+    if app is not None:
+        call = tool_call(app, args.call, args.arguments)
+        specs += targets.sdk_app_servers(app, call=call, max_connections=top)
+    elif args.call is not None or args.arguments is not None:
+        raise ConfigurationError("--call and --arguments go with --app")
     if args.target_cmd is not None:
         specs.append(
             targets.custom_server(
@@ -172,6 +207,41 @@ def chosen_servers(args: argparse.Namespace, top: int) -> list[ServerSpec]:
             transport=args.transport, max_connections=top, names=args.servers, quick=args.quick
         )
     return specs
+
+
+def tool_call(app: str, name: str | None, arguments: str | None) -> str:
+    """The ``tools/call`` params (JSON) the traffic phases of ``--app`` send.
+
+    Without ``name``, the app is loaded here to find its first tool that needs no
+    arguments (or, with ``arguments``, its first tool).
+    """
+    import json
+
+    from connscale.errors import ConfigurationError
+
+    try:
+        values = json.loads(arguments) if arguments is not None else {}
+    except ValueError as exc:
+        raise ConfigurationError(f"--arguments is not JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigurationError("--arguments must be a JSON object")
+    if name is None:
+        from connscale.server.loading import load_app
+
+        tools = list(load_app(app).listing("tools"))
+        fits = [
+            tool
+            for tool in tools
+            if arguments is not None or not (tool.get("inputSchema") or {}).get("required")
+        ]
+        if not fits:
+            raise ConfigurationError(
+                f"--app {app!r}: "
+                + ("it has no tools" if not tools else "every tool needs arguments")
+                + "; name the tool to call and its arguments: --call TOOL --arguments JSON"
+            )
+        name = str(fits[0]["name"])
+    return json.dumps({"name": name, "arguments": values}, separators=(",", ":"))
 
 
 def run(args: argparse.Namespace) -> int:

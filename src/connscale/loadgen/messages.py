@@ -18,6 +18,7 @@ class WorkerConfig(msgspec.Struct, kw_only=True, frozen=True):
     protocol: str = "mcp"
     path: str | None = None
     probe: str | None = None
+    call: str | None = None  # MCP: the tools/call params of the "call" request kind
     sources: list[tuple[str | None, int]]
     max_handshakes: int = 256
     handshake_timeout: float = 15.0

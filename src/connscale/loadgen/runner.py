@@ -77,6 +77,7 @@ class LoadRunner:
         protocol: str = "mcp",
         path: str | None = None,
         probe: str | None = None,
+        call: str | None = None,
         max_seconds: float = 3600.0,
         max_handshakes: int = 256,
         handshake_timeout: float = 15.0,
@@ -85,13 +86,14 @@ class LoadRunner:
     ) -> None:
         # Built here once so that a bad protocol, path or probe fails before any process starts.
         self.protocol = make_protocol(
-            protocol, ProtocolOptions(host=host, port=port, path=path, probe=probe)
+            protocol, ProtocolOptions(host=host, port=port, path=path, probe=probe, call=call)
         )
         self.plan = plan
         self.host = host
         self.port = port
         self._path = path
         self._probe = probe
+        self._call = call
         self.max_seconds = max_seconds
         self.on_progress = on_progress
         self._max_handshakes = max_handshakes
@@ -116,6 +118,7 @@ class LoadRunner:
                 protocol=self.protocol.name,
                 path=self._path,
                 probe=self._probe,
+                call=self._call,
                 sources=[(share.address, share.connections) for share in worker.sources],
                 max_handshakes=handshakes,
                 handshake_timeout=self._handshake_timeout,

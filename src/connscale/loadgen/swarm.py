@@ -132,6 +132,7 @@ class Swarm:
         protocol: str | ClientProtocol = "mcp",
         path: str | None = None,
         probe: str | None = None,
+        call: str | None = None,
         sources: Sequence[tuple[str | None, int]] = ((None, 1 << 30),),
         max_handshakes: int = 256,
         handshake_timeout: float = 15.0,
@@ -141,7 +142,7 @@ class Swarm:
         if max_handshakes < 1:
             raise ConfigurationError("max_handshakes must be at least 1")
         if isinstance(protocol, str):
-            options = ProtocolOptions(host=host, port=port, path=path, probe=probe)
+            options = ProtocolOptions(host=host, port=port, path=path, probe=probe, call=call)
             protocol = make_protocol(protocol, options)
         self.host = host
         self.port = port

@@ -50,6 +50,7 @@ class Worker:
             protocol=config.protocol,
             path=config.path,
             probe=config.probe,
+            call=config.call,
             sources=config.sources,
             max_handshakes=config.max_handshakes,
             handshake_timeout=config.handshake_timeout,

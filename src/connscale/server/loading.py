@@ -16,13 +16,18 @@ from typing import Any
 from connscale.core.protocol.surface import Surface
 from connscale.errors import AppLoadError
 
-__all__ = ["as_surface", "load_app"]
+__all__ = ["as_surface", "load_app", "load_object"]
 
 _SURFACE_METHODS = ("capabilities", "listing", "call_tool", "read_resource", "get_prompt", "watch")
 
 
 def load_app(target: str) -> Surface:
     """Import ``target`` and return the app it names, ready to serve."""
+    return as_surface(load_object(target), target)
+
+
+def load_object(target: str) -> Any:
+    """Import ``target`` and return the object it names, as it is (not yet a surface)."""
     module_part, sep, attribute = target.rpartition(":")
     if not sep or not module_part or not attribute:
         raise AppLoadError(
@@ -34,7 +39,7 @@ def load_app(target: str) -> Surface:
         if not hasattr(value, name):
             raise AppLoadError(f"--app {target!r}: {module_part} has no attribute {attribute!r}")
         value = getattr(value, name)
-    return as_surface(value, target)
+    return value
 
 
 def _import(target: str, module_part: str) -> Any:
@@ -70,15 +75,28 @@ def _import(target: str, module_part: str) -> Any:
 
 
 def as_surface(value: Any, target: str = "app") -> Surface:
-    """``value`` as something to serve: an App (or any surface), or a callable that makes one."""
+    """``value`` as something to serve: an App (or any surface), an object that makes one
+    (``__connscale_surface__``), or a server written for the official MCP SDK (its
+    ``MCPServer`` or 1.x ``FastMCP``, served by ``connscale.app.sdk``)."""
     if _is_surface(value):
         return value  # type: ignore[no-any-return]
     adapted = getattr(value, "__connscale_surface__", None)
     if callable(adapted):
         return adapted()  # type: ignore[no-any-return]
+    # Recognised only through modules already imported (by the user's file): the SDK is
+    # never imported here.
+    from connscale.app import sdk
+
+    if sdk.is_sdk_server(value):
+        return sdk.sdk_surface(value, target=target)
+    if sdk.is_sdk_lowlevel_server(value):
+        raise AppLoadError(
+            f"--app {target!r}: the SDK's low-level Server is not served by connscale; "
+            "point --app at the MCPServer (SDK 2.x) or FastMCP (SDK 1.x) object instead"
+        )
     raise AppLoadError(
         f"--app {target!r}: {type(value).__name__} is not a connscale App "
-        '(build one with connscale.App("name"))'
+        '(build one with connscale.App("name")) nor an official MCP SDK server object'
     )
 
 

@@ -78,6 +78,8 @@ class ProtocolOptions(msgspec.Struct, frozen=True, kw_only=True):
     path: str | None = None
     #: Raw TCP: a line sent after connecting; a line back proves the connection is served.
     probe: str | None = None
+    #: MCP: the ``params`` of the ``tools/call`` that the ``call`` request kind sends (JSON).
+    call: str | None = None
 
     @property
     def authority(self) -> bytes:

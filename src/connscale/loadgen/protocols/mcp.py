@@ -16,6 +16,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from connscale.core.protocol.mcp import LATEST_PROTOCOL_VERSION
+from connscale.errors import ConfigurationError
 from connscale.loadgen.protocols.base import (
     CLOSED,
     HANDSHAKE,
@@ -25,12 +26,13 @@ from connscale.loadgen.protocols.base import (
     ClientProtocol,
     Conn,
     Link,
+    ProtocolOptions,
 )
 from connscale.loadgen.protocols.lines import read_lines
 from connscale.loadgen.protocols.sse import EventStream
 
 INIT_ID = 0
-REQUEST_KINDS = frozenset({"ping", "echo", "list", "experts"})
+REQUEST_KINDS = frozenset({"ping", "echo", "list", "experts", "call"})
 
 _INITIALIZE = msgspec.json.encode(
     {
@@ -63,8 +65,9 @@ _reply_decoder = msgspec.json.Decoder(Reply)
 _init_decoder = msgspec.json.Decoder(_InitializeResult)
 
 
-def request_body(kind: str, request_id: int) -> bytes:
-    """The JSON-RPC request of one traffic ``kind``."""
+def request_body(kind: str, request_id: int, call: bytes | None = None) -> bytes:
+    """The JSON-RPC request of one traffic ``kind``; ``call`` is the ``tools/call`` params
+    (JSON) of the ``call`` kind (a tool of the server's own, e.g. an SDK app's)."""
     if kind == "ping":
         return b'{"jsonrpc":"2.0","id":%d,"method":"ping"}' % request_id
     if kind == "echo":
@@ -79,6 +82,8 @@ def request_body(kind: str, request_id: int) -> bytes:
             b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":'
             b'{"name":"consult_experts","arguments":{"question":"what scales?"}}}' % request_id
         )
+    if kind == "call" and call is not None:
+        return b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":%s}' % (request_id, call)
     raise ValueError(f"unknown MCP request kind {kind!r}")
 
 
@@ -96,6 +101,23 @@ class McpTcpProtocol(ClientProtocol):
     name = "mcp"
     request_kinds = REQUEST_KINDS
     default_mix = "ping"
+
+    def __init__(self, options: ProtocolOptions) -> None:
+        super().__init__(options)
+        self.call: bytes | None = None
+        if options.call is not None:
+            try:
+                params = msgspec.json.decode(options.call)
+            except msgspec.DecodeError:
+                params = None
+            if not isinstance(params, dict) or not isinstance(params.get("name"), str):
+                raise ConfigurationError(
+                    'call must be the JSON params of tools/call: {"name": ..., "arguments": {...}}'
+                )
+            self.call = msgspec.json.encode(params)
+
+    def traffic_mix(self) -> str | None:
+        return "call" if self.call is not None else self.default_mix
 
     def connected(self, link: Link, conn: Conn) -> None:
         conn.state = HANDSHAKE
@@ -132,7 +154,7 @@ class McpTcpProtocol(ClientProtocol):
         link.ready(conn)
 
     def send_request(self, link: Link, conn: Conn, kind: str, request_id: int) -> None:
-        link.write(conn, request_body(kind, request_id) + b"\n")
+        link.write(conn, request_body(kind, request_id, self.call) + b"\n")
 
 
 class _Exchange:
@@ -170,7 +192,7 @@ class McpHttpProtocol(McpTcpProtocol):
         self.post(link, conn, _INITIALIZED)
 
     def send_request(self, link: Link, conn: Conn, kind: str, request_id: int) -> None:
-        self.post(link, conn, request_body(kind, request_id))
+        self.post(link, conn, request_body(kind, request_id, self.call))
 
     def post(self, link: Link, conn: Conn, body: bytes) -> None:
         http = conn.parser
