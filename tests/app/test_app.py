@@ -142,8 +142,9 @@ def test_decorators_return_the_function() -> None:
     assert plain(2) == 2
 
 
-@pytest.mark.parametrize("decorator", ["tool", "prompt", "raw_tool"])
+@pytest.mark.parametrize("decorator", ["tool", "prompt", "raw_tool", "completion"])
 def test_decorator_without_parentheses_is_refused(decorator: str) -> None:
+    """Regression: a bare @app.completion was a TypeError about positional arguments."""
     app = App("t")
 
     def function() -> None:

@@ -398,6 +398,29 @@ def test_names_and_refusals() -> None:
         inspect_function(opaque, kind="tool")
 
 
+def test_a_type_without_a_schema_is_named_in_one_line() -> None:
+    """Regression: msgspec's advice of several lines reached the terminal (``connscale serve
+    --app`` errors are one line) and did not say which parameter was at fault."""
+
+    def tool(count: int, thing: object, flag: bool = False) -> str:
+        return ""
+
+    with pytest.raises(ConfigurationError) as caught:
+        inspect_function(tool, kind="tool")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "parameter 'thing'" in message and "object" in message and "'count'" not in message
+
+    def returns(count: int) -> list[object]:
+        return []
+
+    info = inspect_function(returns, kind="tool")
+    with pytest.raises(ConfigurationError) as caught:
+        output_plan(info, None)
+    message = str(caught.value)
+    assert "\n" not in message and "return type" in message and "object" in message
+
+
 def test_async_detection() -> None:
     async def coroutine(a: int) -> int:
         return a

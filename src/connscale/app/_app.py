@@ -723,13 +723,15 @@ class App:
 
     # -- completions ------------------------------------------------------------------------------
 
-    def completion(self) -> Callable[[F], F]:
+    def completion(self, _bare: None = None, /) -> Callable[[F], F]:
         """Register the completion handler: ``handler(ref, argument, context_arguments)``.
 
         ``ref`` is a ``PromptRef`` or ``ResourceTemplateRef``, ``argument`` a
         ``CompletionArgument``, ``context_arguments`` the values already chosen. It returns
         a list of strings or a ``Completion`` (sync or async; a Context parameter is filled).
         """
+        # ``_bare`` only catches ``@app.completion`` written without parentheses.
+        _check_called("completion", _bare)
 
         def register(function: F) -> F:
             self.set_completion(function)

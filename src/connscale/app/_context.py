@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 import msgspec
 
 from connscale.app._content import Message
-from connscale.app._schema import decode_hook, is_pydantic_model_type, schema_of
+from connscale.app._schema import decode_hook, is_pydantic_model_type, schema_of, schema_problem
 from connscale.core.protocol.surface import LOG_LEVELS, LOG_OFF, CallContext, ClientInfo
 from connscale.core.protocol.versions import is_stateless
 from connscale.errors import (
@@ -247,7 +247,9 @@ def elicitation_schema(schema_type: Any) -> dict[str, Any]:
     try:
         schema = schema_of(schema_type)
     except TypeError as exc:
-        raise ConfigurationError(f"no JSON schema for {schema_type!r}: {exc}") from None
+        raise ConfigurationError(
+            f"no JSON schema for {schema_type!r}: {schema_problem(exc)}"
+        ) from None
     defs = schema.get("$defs", {})
     properties = {
         name: _primitive(name, dict(node), defs)

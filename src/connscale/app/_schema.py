@@ -14,7 +14,14 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["DEFS_PREFIX", "decode_hook", "is_pydantic_model_type", "schema_of", "schemas_of"]
+__all__ = [
+    "DEFS_PREFIX",
+    "decode_hook",
+    "is_pydantic_model_type",
+    "schema_of",
+    "schema_problem",
+    "schemas_of",
+]
 
 DEFS_PREFIX: Final = "#/$defs/"
 
@@ -112,3 +119,10 @@ def schema_of(annotation: Any) -> dict[str, Any]:
     if defs:
         root["$defs"] = defs
     return root
+
+
+def schema_problem(error: Exception) -> str:
+    """What msgspec could not describe, in one line (its message may hold a list of advice
+    before the line that names the type), for errors that must stay one line on a terminal."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

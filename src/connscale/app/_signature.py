@@ -32,7 +32,13 @@ import msgspec
 
 from connscale.app._content import Content, ToolResult, structured_result
 from connscale.app._context import Context
-from connscale.app._schema import decode_hook, is_pydantic_model_type, schema_of, schemas_of
+from connscale.app._schema import (
+    decode_hook,
+    is_pydantic_model_type,
+    schema_of,
+    schema_problem,
+    schemas_of,
+)
 from connscale.errors import ConfigurationError
 
 __all__ = [
@@ -398,9 +404,7 @@ def inspect_function(
         )
         (root,), defs = schemas_of([arguments_type])
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(
-            f"{kind} {own_name!r}: a parameter's type cannot be described or validated ({exc})"
-        ) from None
+        raise ConfigurationError(_undescribable(kind, own_name, fields, exc)) from None
     reference = root.get("$ref")
     input_schema = dict(defs.pop(reference.rsplit("/", 1)[-1])) if reference else root
     if defs:
@@ -423,6 +427,19 @@ def inspect_function(
         return_annotation=hints.get("return", EMPTY),
         needs_hook=needs_hook,
     )
+
+
+def _undescribable(kind: str, name: str, fields: list[tuple[Any, ...]], error: Exception) -> str:
+    """One line naming the parameter whose type has no JSON Schema (or cannot be validated)."""
+    for field in fields:
+        try:
+            schemas_of([field[1]])
+        except (TypeError, ValueError) as found:
+            return (
+                f"{kind} {name!r}: parameter {field[0]!r} has a type that cannot be described "
+                f"or validated ({schema_problem(found)}); use a concrete type, or Any"
+            )
+    return f"{kind} {name!r}: its parameters cannot be described ({schema_problem(error)})"
 
 
 def _mentions_pydantic(annotation: Any) -> bool:
@@ -540,7 +557,7 @@ def output_plan(info: FunctionInfo, structured_output: bool | None) -> OutputPla
         schema = schema_of(annotation)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(
-            f"tool {info.name!r}: its return type cannot be described ({exc}); "
+            f"tool {info.name!r}: its return type cannot be described ({schema_problem(exc)}); "
             "pass structured_output=False"
         ) from None
     if wrap:
