@@ -33,6 +33,7 @@ def args(**overrides: object) -> argparse.Namespace:
         "duration": 30.0,
         "plain": True,
         "exact_every": 12,
+        "prometheus_host": "127.0.0.1",
         "out": None,
     }
     values.update(overrides)

@@ -64,7 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prometheus-port",
         type=int,
         metavar="N",
-        help="also serve Prometheus metrics on 127.0.0.1:N/metrics",
+        help="also serve Prometheus metrics on port N (/metrics)",
+    )
+    parser.add_argument(
+        "--prometheus-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the metrics listen on (127.0.0.1; 0.0.0.0 for a remote Prometheus)",
     )
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument(
@@ -327,11 +333,11 @@ def run(
     server: MetricsServer | None = None
     if args.prometheus_port is not None:
         exporter = MetricsExporter(pid=args.pid)
-        server = exporter.serve(args.prometheus_port)
+        server = exporter.serve(args.prometheus_port, addr=args.prometheus_host)
         monitor.add_listener(exporter.observe_sample)
         if recorder is not None:
             exporter.attach(recorder)
-        print(f"serving metrics on 127.0.0.1:{server.port}/metrics", file=sys.stderr)
+        print(f"serving metrics on {args.prometheus_host}:{server.port}/metrics", file=sys.stderr)
     console = Console()
     live_view = console.is_terminal and not args.plain
     deadline = None if args.duration is None else clock() + args.duration

@@ -34,7 +34,6 @@ from weakref import WeakKeyDictionary
 import gevent
 import gevent.event
 import gevent.monkey
-import gevent.select
 import msgspec
 from locust import User, constant, events, task
 from locust.env import Environment
@@ -63,6 +62,9 @@ class _Process:
         self.dropped = 0
         self.users = itertools.count()
         self.first_detail: dict[str, str] = {}
+        #: This process's own --connscale-sources: the addresses are the machine's, so a
+        #: worker's own option wins over the master's (which Locust copies to workers).
+        self.own_sources: str | None = None
 
     def report(self) -> HeldReport:
         statuses = [swarm.status() for swarm in self.swarms]
@@ -182,7 +184,7 @@ class ConnscaleUser(User):
                 [kind for kind, _ in weighted], [weight for _, weight in weighted], k=1024
             )
             self._kinds = itertools.cycle(drawn)
-        sources = _option(self, "sources", None)
+        sources = _process.own_sources or _option(self, "sources", None)
         addresses = tuple(sources.split(",")) if sources else self.sources
         source = addresses[next(_process.users) % len(addresses)] if addresses else None
         self._reporter = _Reporter(self, protocol.name)
@@ -203,6 +205,13 @@ class ConnscaleUser(User):
         self._pump = gevent.spawn(_pump, self.swarm)
         while self.swarm.growing:  # this user's ramp; the swarm bounds every handshake
             gevent.sleep(0.05)
+            self._check_pump()
+
+    def _check_pump(self) -> None:
+        """A pump that died is this user's error, not a silent stall."""
+        pump = self._pump
+        if pump is not None and pump.dead and pump.exception is not None:
+            raise ConfigurationError(f"the connection pump failed: {pump.exception!r}")
 
     def on_stop(self) -> None:
         if self._pump is not None:
@@ -216,6 +225,7 @@ class ConnscaleUser(User):
     @task
     def request(self) -> None:
         """Send ``concurrency`` requests on idle connections and wait for their answers."""
+        self._check_pump()
         swarm, reporter, kinds = self.swarm, self._reporter, self._kinds
         if swarm is None or reporter is None or kinds is None:
             return  # hold only
@@ -234,11 +244,21 @@ class ConnscaleUser(User):
 
 
 def _pump(swarm: Swarm) -> None:
-    """Run a swarm inside gevent: wait on its epoll fd cooperatively, then let it work."""
-    fd = swarm.fileno()
-    while True:
-        gevent.select.select([fd], [], [], 0.1)
-        swarm.poll(0)
+    """Run a swarm inside gevent: wait on its epoll fd cooperatively, then let it work.
+
+    The wait is a watcher on gevent's own loop (select() would refuse fds over 1,023, and
+    a worker holding thousands of sockets has them); every 0.1 s at least, ``poll`` also
+    opens due connections and expires timeouts.
+    """
+    hub = gevent.get_hub()
+    watcher = hub.loop.io(swarm.fileno(), 1)  # 1: readable
+    try:
+        while True:
+            with gevent.Timeout(0.1, False):
+                hub.wait(watcher)
+            swarm.poll(0)
+    finally:
+        watcher.close()
 
 
 # --- the gauge: connections held, summed over every worker, on the master ------------------------
@@ -258,7 +278,9 @@ def _add_options(parser: Any, **_: Any) -> None:
         "--connscale-concurrency", type=int, help="requests each task sends at once"
     )
     parser.add_argument(
-        "--connscale-sources", help="local addresses to connect from, comma-separated"
+        "--connscale-sources",
+        help="local addresses to connect from, comma-separated (a worker's own option wins "
+        "over the master's: the addresses are its machine's)",
     )
     parser.add_argument(
         "--connscale-summary",
@@ -270,6 +292,8 @@ def _add_options(parser: Any, **_: Any) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     gauge = HeldGauge(time.monotonic)
     _gauges[environment] = gauge
+    options = environment.parsed_options
+    _process.own_sources = getattr(options, "connscale_sources", None) if options else None
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
 
