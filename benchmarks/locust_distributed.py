@@ -137,7 +137,7 @@ def distributed(work: Path, plateaus: list[int], hold: float, workers: int) -> d
         finally:
             for process in [master, *locust_workers]:
                 stop(process)
-            stop(watch, signal.SIGINT)  # Ctrl-C: the watch writes its fit and exits
+            stop(watch)  # SIGTERM, as Ctrl-C: the watch writes its fit and exits
     finally:
         stop(server)
     return {

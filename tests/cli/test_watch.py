@@ -256,3 +256,18 @@ def test_watch_gives_the_bench_fit_for_a_running_server_ramped_in_steps(
     assert fit["marginal_bytes"] == pytest.approx(expected.marginal_bytes, abs=0.01)
     assert 0 < fit["marginal_bytes"] < 20_000 and result["fit"]["pss"] is not None
     assert "bytes per connection: USS" in capsys.readouterr().out
+
+
+def test_sigterm_ends_the_watch_with_its_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated(seconds: float) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # a service manager stops the watch
+
+    out = tmp_path / "fit.json"
+    assert watch.run(args(duration=None, out=out), sleep=terminated, clock=FakeClock()) == 0
+    assert "bytes per connection: n/a" in capsys.readouterr().out
+    assert json.loads(out.read_text())["pid"] == os.getpid()
+    assert signal.getsignal(signal.SIGTERM) == before  # put back as it was

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from connscale.core.stats import (
     MAX_TREND_POINTS,
+    Plateau,
     coefficient_of_variation,
     plateaus,
+    rising,
     scaling,
     trend,
 )
@@ -197,3 +199,20 @@ def test_plateaus_are_settled_runs_of_one_connection_count() -> None:
     assert plateaus([]) == []
     with pytest.raises(ConfigurationError):
         plateaus(readings, min_readings=0)
+
+
+def test_the_fit_follows_the_longest_rising_run_of_plateaus() -> None:
+    def at(*counts: float) -> list[Plateau]:
+        return [Plateau(count, count * 10, None, 3) for count in counts]
+
+    # Idle, a ramp up in four steps, then the load goes away: the ramp is the fit's.
+    assert [p.connections for p in rising(at(7, 2507, 5007, 7507, 10007, 7))] == [
+        7,
+        2507,
+        5007,
+        7507,
+        10007,
+    ]
+    assert [p.connections for p in rising(at(100, 50, 60, 70, 20))] == [50, 60, 70]
+    assert [p.connections for p in rising(at(10, 20, 5, 6))] == [5, 6]  # the latest of equals
+    assert rising([]) == []

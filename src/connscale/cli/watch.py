@@ -4,9 +4,12 @@ growth trend and GC pauses (or a Prometheus export)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,7 +46,8 @@ At the end (--duration or Ctrl-C) the plateaus and the fit are printed, and writ
 JSON to --out.
 
 Prometheus metrics carry a pid label; a figure that cannot be read is absent, not 0.
-Ctrl-C exits cleanly. A pid that does not exist is an error (exit 2).
+Ctrl-C or SIGTERM ends the watch with the report. A pid that does not exist is an error
+(exit 2).
 """
 
 #: Full readings kept for the bytes-per-connection fit (a bounded window).
@@ -130,13 +134,14 @@ class Exact:
         return plateaus(list(self.readings), min_readings=PLATEAU_READINGS)
 
     def fit(self, name: str = "uss") -> ScalingResult | None:
-        """The least-squares line of ``name`` over the plateau medians; None before two."""
-        from connscale.core.stats import scaling
+        """The least-squares line of ``name`` over the plateau medians of the longest rising
+        run of plateaus (not a ramp down's); None before two."""
+        from connscale.core.stats import rising, scaling
         from connscale.errors import ConfigurationError
 
         points = [
             (plateau.connections, float(value))
-            for plateau in self.plateaus()
+            for plateau in rising(self.plateaus())
             if (value := getattr(plateau, name)) is not None
         ]
         if len({x for x, _ in points}) < 2:
@@ -283,6 +288,10 @@ def plain_line(monitor: Monitor, trend: TrendResult | None, exact: Exact | None 
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def group_reader(pid: int, exact: Exact, clock: Callable[[], float]) -> Callable[[], MemorySample]:
     """A full reading of ``pid`` and its descendants (a server's workers), summed."""
     from connscale.memory import sample_tree
@@ -378,6 +387,12 @@ def run(
                 exporter.set_bytes_per_connection(value)
 
     live: Live | None = None
+    stack = contextlib.ExitStack()
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a service manager, a script) ends the watch as Ctrl-C does: with the
+        # final report and --out written.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        stack.callback(signal.signal, signal.SIGTERM, previous)
     try:
         if live_view:
             live = Live(console=console, auto_refresh=False)
@@ -418,6 +433,7 @@ def run(
             recorder.stop()
         if server is not None:
             server.close()
+        stack.close()
     print(final_report(exact), flush=True)
     if args.out:
         try:

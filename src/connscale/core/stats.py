@@ -261,6 +261,22 @@ def plateaus(
     return found
 
 
+def rising(found: Sequence[Plateau]) -> list[Plateau]:
+    """The longest run of consecutive plateaus whose connection counts rise (the latest of
+    equal length): the ramp a fit describes. Memory a server keeps after connections close
+    (an allocator does not give every page back) would bend the line, so plateaus after a
+    ramp down are not mixed with those of the ramp up."""
+    best: list[Plateau] = []
+    run: list[Plateau] = []
+    for plateau in found:
+        if run and plateau.connections <= run[-1].connections:
+            run = []
+        run.append(plateau)
+        if len(run) >= len(best):
+            best = list(run)
+    return best
+
+
 def _binned(xy: list[tuple[float, float]], bins: int) -> list[tuple[float, float]]:
     """Reduce a time-ordered series to ``bins`` (median t, median value) points."""
     xy = sorted(xy)
@@ -332,6 +348,7 @@ __all__ = [
     "Verdict",
     "coefficient_of_variation",
     "plateaus",
+    "rising",
     "scaling",
     "trend",
 ]

@@ -240,7 +240,8 @@ class ConnscaleUser(User):
                 reporter.open.add(request_id)
         if reporter.open:
             reporter.done.wait(self.request_timeout + 1.0)
-            reporter.open.clear()
+        reporter.open.clear()  # what is still out is reported when it ends, not waited for
+        reporter.early.clear()
 
 
 def _pump(swarm: Swarm) -> None:
