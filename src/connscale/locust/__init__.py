@@ -39,7 +39,7 @@ from locust import User, constant, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from connscale.errors import ConfigurationError, TargetRefusedError
+from connscale.errors import ConfigurationError, LoadError, TargetRefusedError
 from connscale.loadgen.driven import HeldGauge, HeldReport, parse_target
 from connscale.loadgen.swarm import Swarm, parse_mix
 
@@ -211,11 +211,11 @@ class ConnscaleUser(User):
         """A pump that died is this user's error, not a silent stall."""
         pump = self._pump
         if pump is not None and pump.dead and pump.exception is not None:
-            raise ConfigurationError(f"the connection pump failed: {pump.exception!r}")
+            raise LoadError(f"the connection pump failed: {pump.exception!r}")
 
     def on_stop(self) -> None:
         if self._pump is not None:
-            self._pump.kill(block=False)
+            self._pump.kill(block=True, timeout=1.0)  # its watcher goes before the epoll fd
             self._pump = None
         if self.swarm is not None:
             _process.swarms.discard(self.swarm)
