@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	-$(BIN)/python -m pip install --quiet -e '.[sdk]'
 	# WebSocket baselines (websockets, aiohttp) are optional the same way.
 	-$(BIN)/python -m pip install --quiet -e '.[baselines]'
+	# Locust (connscale.locust, examples/locustfile.py) is optional the same way.
+	-$(BIN)/python -m pip install --quiet -e '.[locust]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, int]] = [
     ("connscale.loadgen", 6),
     ("connscale.bench", 6),
     ("connscale.report", 6),
+    ("connscale.locust", 6),  # the optional Locust users (imports locust, hence gevent)
     ("connscale.cli", 7),
     ("connscale.pytest_plugin", 7),
     ("connscale.testing", 7),

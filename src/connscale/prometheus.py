@@ -104,7 +104,7 @@ class MetricsExporter:
         )
         self.bytes_per_connection = Gauge(
             f"{ns}_bytes_per_connection",
-            "USS slope against the process's socket count over the watch window",
+            "Marginal USS per connection: the fit over settled plateaus of the socket count",
             ["pid"],
             registry=registry,
         )

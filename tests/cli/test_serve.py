@@ -231,3 +231,93 @@ def test_token_file_asks_every_request_for_the_bearer_token(tmp_path: Path, work
                 assert token.encode() not in Path(f"/proc/{pid}/{name}").read_bytes()
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
+
+
+# --- the session key file a fleet shares ----------------------------------------------------
+
+
+def write_keys(path: Path, *keys: bytes) -> Path:
+    path.write_text(
+        "# connscale session keys: current first\n" + "".join(f"{k.hex()}\n" for k in keys)
+    )
+    path.chmod(0o600)
+    return path
+
+
+def test_session_key_file_reaches_the_config(tmp_path: Path) -> None:
+    key_file = write_keys(tmp_path / "keys", secrets.token_bytes(32))
+    config = serve_command.build_config(parse("--session-key-file", str(key_file)))
+    assert config.session_key_file == key_file
+    assert serve_command.build_config(parse()).session_key_file is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not a key\n", secrets.token_hex(31).encode(), secrets.token_bytes(64)],
+    ids=["empty", "words", "short", "binary"],
+)
+def test_a_bad_session_key_file_is_one_line_and_exit_2(tmp_path: Path, content: bytes) -> None:
+    key_file = tmp_path / "keys"
+    key_file.write_bytes(content)
+    result = subprocess.run(
+        [sys.executable, "-m", "connscale", "serve", "--session-key-file", str(key_file)],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    error = result.stderr.strip()
+    assert b"\n" not in error and b"Traceback" not in error
+    assert b"session key file" in error
+    if len(content) >= 8:
+        assert content.strip() not in error
+
+
+def test_a_fleet_sharing_the_key_file_serves_each_other_sessions(tmp_path: Path) -> None:
+    """Two servers with one key file serve one session; a rotated one still opens it."""
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+    fleet = write_keys(tmp_path / "fleet", old)
+    rotated = write_keys(tmp_path / "rotated", new, old)  # new current, old still accepted
+    homes = [tmp_path / name for name in ("a", "b", "c")]
+    for home in homes:
+        home.mkdir()
+
+    def url(ready: dict[str, object]) -> str:
+        return f"http://{ready['host']}:{ready['port']}/mcp"
+
+    def session(ready: dict[str, object]) -> str:
+        opened = httpx.post(url(ready), json=INITIALIZE, headers=MCP_HEADERS, timeout=5)
+        assert opened.status_code == 200
+        return opened.headers["mcp-session-id"]
+
+    def answers(ready: dict[str, object], session_id: str) -> int:
+        headers = {**MCP_HEADERS, "mcp-session-id": session_id}
+        ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
+        return httpx.post(url(ready), json=ping, headers=headers, timeout=5).status_code
+
+    http = ("--transport", "http")
+    with (
+        serve(
+            homes[0],
+            *http,
+            "--host",
+            "127.0.0.2",
+            "--workers",
+            "2",
+            "--session-key-file",
+            str(fleet),
+        ) as (
+            first,
+            a,
+        ),
+        serve(homes[1], *http, "--host", "127.0.0.3", "--session-key-file", str(rotated)) as (_, b),
+        serve(homes[2], *http, "--host", "127.0.0.4") as (_, c),
+    ):
+        from_a, from_b = session(a), session(b)
+        assert answers(b, from_a) == 200  # sealed under the old key: B still opens it
+        assert answers(a, from_a) == 200
+        assert answers(a, from_b) == 404  # sealed under the new key, which A does not know yet
+        assert answers(c, from_a) == 404  # a server with a key of its own: a foreign session
+        for pid in {first.pid, *a["pids"]}:  # the keys reach workers through the fork only
+            for name in ("cmdline", "environ"):
+                assert old.hex().encode() not in Path(f"/proc/{pid}/{name}").read_bytes()

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from connscale.cli import main, watch
 from connscale.clock import FakeClock
+from connscale.core.stats import scaling
 from connscale.errors import ProcessGoneError
 from connscale.gc import PauseRecorder
-from connscale.memory import kernel_sockets
+from connscale.memory import kernel_sockets, process_sockets
 from connscale.monitor import Monitor
 
 
@@ -28,6 +32,9 @@ def args(**overrides: object) -> argparse.Namespace:
         "prometheus_port": None,
         "duration": 30.0,
         "plain": True,
+        "exact_every": 12,
+        "prometheus_host": "127.0.0.1",
+        "out": None,
     }
     values.update(overrides)
     return argparse.Namespace(**values)
@@ -42,12 +49,14 @@ def test_plain_view_for_a_duration_of_fake_time(capsys: pytest.CaptureFixture[st
         clock.advance(seconds)
 
     assert watch.run(args(), sleep=sleep, clock=clock) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    output = capsys.readouterr().out.strip().splitlines()
+    lines = [line for line in output if line.startswith("pid ")]
     assert sum(slept) == pytest.approx(30.0)
     assert len(lines) == len(slept) + 1
     assert lines[0].startswith(f"pid {os.getpid()} rss ")
     assert "collecting samples" in lines[0]
     assert "/h [" in lines[-1]  # a trend once there are two samples
+    assert output[-1].startswith("bytes per connection: n/a")  # the end: no plateaus here
 
 
 def test_dead_pid_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,14 +145,28 @@ def test_plain_marks_a_stale_exact_reading_with_its_age() -> None:
     assert "(2 ticks old)" in lines[2]
 
 
-def test_bytes_per_connection_is_the_uss_slope_against_sockets() -> None:
+def test_bytes_per_connection_is_the_fit_over_settled_plateaus() -> None:
     exact = watch.Exact()
-    exact.points.append((100.0, 10_000_000.0))
-    assert exact.bytes_per_connection() is None  # the count has not moved yet
-    assert "n/a until" in watch.connection_text(exact)
-    exact.points.extend([(300.0, 10_400_000.0), (500.0, 10_800_000.0)])
+    exact.readings.extend([(100.0, 10_000_000.0, 6_000_000.0)] * 4)
+    assert exact.bytes_per_connection() is None  # one plateau: no line yet
+    assert "n/a until two settled plateaus" in watch.connection_text(exact)
+    # A ramp's reading between plateaus, then the first reading of a plateau (still
+    # settling: dropped), then three settled ones whose median is taken.
+    exact.readings.append((220.0, 10_100_000.0, 6_050_000.0))
+    exact.readings.extend(
+        [(300.0, 10_900_000.0, 6_900_000.0)]
+        + [(300.0, uss, 6_400_000.0) for uss in (10_400_000.0, 10_400_100.0, 10_399_900.0)]
+    )
+    exact.readings.extend([(500.0, 10_800_000.0, 6_800_000.0)] * 4)
+    assert [p.connections for p in exact.plateaus()] == [100.0, 300.0, 500.0]
     assert exact.bytes_per_connection() == pytest.approx(2000.0)
-    assert "2,000 B" in watch.connection_text(exact)
+    pss = exact.fit("pss")
+    assert pss is not None and pss.marginal_bytes == pytest.approx(2000.0)
+    text = watch.connection_text(exact)
+    assert "USS 2,000 B, PSS 2,000 B (over 3 plateaus, step CV 0.000)" in text
+    result = exact.result()
+    assert result["fit"]["uss"]["step_marginals"] == [2000.0, 2000.0]  # type: ignore[index]
+    assert "500: 10.30 MiB" in watch.final_report(exact)
 
 
 def test_watching_a_server_with_workers_sums_them_and_counts_sockets(tmp_path: object) -> None:
@@ -186,3 +209,65 @@ def test_watching_a_server_with_workers_sums_them_and_counts_sockets(tmp_path: o
     finally:
         os.killpg(server.pid, signal.SIGKILL)  # the worker too
         server.wait(5)
+
+
+def test_watch_gives_the_bench_fit_for_a_running_server_ramped_in_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real server held at steps of connections: watch's plateaus are the steps (plus the
+    listener) and its figure is the least-squares line over their medians, as the bench's."""
+    from connscale.loadgen.swarm import Swarm
+    from connscale.testing import served
+
+    steps = iter([150, 300, 450, 600])
+    with served(tmp_path, ("--transport", "tcp")) as (process, ready):
+        swarm = Swarm("127.0.0.1", ready["port"])
+        clock = FakeClock(1000.0)
+        ticks = [0]
+
+        def sleep(seconds: float) -> None:  # the ramp moves on every fourth reading
+            clock.advance(seconds)
+            ticks[0] += 1
+            if ticks[0] % 4 == 1:
+                step = next(steps, None)
+                if step is None:
+                    raise KeyboardInterrupt  # the last plateau is done: stop watching
+                swarm.grow(step)
+                assert swarm.run_until(lambda: not swarm.growing, time.monotonic() + 20)
+                assert swarm.status().established == step
+                deadline = time.monotonic() + 10  # until the server has accepted them all
+                while process_sockets([process.pid]).sockets < step + 1:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+
+        try:
+            options = args(pid=process.pid, duration=None, exact_every=1, out=tmp_path / "f.json")
+            assert watch.run(options, sleep=sleep, clock=clock) == 0
+        finally:
+            swarm.close_all()
+    result = json.loads((tmp_path / "f.json").read_text())
+    plateaus = result["plateaus"]
+    # Each plateau is a step, plus the sockets the server holds for itself (its listener,
+    # the event loop's wake-up pair): the same few at every step.
+    extra = {p["sockets"] - step for p, step in zip(plateaus, [150, 300, 450, 600], strict=True)}
+    assert len(extra) == 1 and 1 <= extra.pop() <= 5
+    expected = scaling([(float(p["sockets"]), float(p["uss"])) for p in plateaus])
+    fit = result["fit"]["uss"]
+    assert fit["marginal_bytes"] == pytest.approx(expected.marginal_bytes, abs=0.01)
+    assert 0 < fit["marginal_bytes"] < 20_000 and result["fit"]["pss"] is not None
+    assert "bytes per connection: USS" in capsys.readouterr().out
+
+
+def test_sigterm_ends_the_watch_with_its_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminated(seconds: float) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # a service manager stops the watch
+
+    out = tmp_path / "fit.json"
+    assert watch.run(args(duration=None, out=out), sleep=terminated, clock=FakeClock()) == 0
+    assert "bytes per connection: n/a" in capsys.readouterr().out
+    assert json.loads(out.read_text())["pid"] == os.getpid()
+    assert signal.getsignal(signal.SIGTERM) == before  # put back as it was

@@ -11,7 +11,10 @@ from hypothesis import strategies as st
 
 from connscale.core.stats import (
     MAX_TREND_POINTS,
+    Plateau,
     coefficient_of_variation,
+    plateaus,
+    rising,
     scaling,
     trend,
 )
@@ -171,3 +174,45 @@ def test_long_series_are_binned() -> None:
 def test_trend_rejects_bad_settings(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigurationError):
         trend([(0, 0), (1, 1)], **kwargs)
+
+
+def test_plateaus_are_settled_runs_of_one_connection_count() -> None:
+    readings = [
+        (0.0, 100.0, 50.0),
+        (0.0, 101.0, 50.0),
+        (0.0, 99.0, 50.0),
+        (0.0, 100.0, None),  # a PSS that could not be read: the median of the others
+        (400.0, 900.0, 500.0),  # a reading taken in the middle of a ramp: no plateau
+        (1000.0, 5000.0, 2500.0),  # the ramp just ended: dropped while the server settles
+        (1001.0, 2100.0, 1050.0),  # one connection dropped and reopened: still the plateau
+        (1000.0, 2101.0, 1051.0),
+        (999.0, 2099.0, 1049.0),
+        (2000.0, 4100.0, 2050.0),
+        (2000.0, 4100.0, 2050.0),  # too short to count
+    ]
+    found = plateaus(readings)
+    assert [(p.connections, p.uss, p.pss, p.readings) for p in found] == [
+        (0.0, 100.0, 50.0, 3),
+        (1000.0, 2100.0, 1050.0, 3),
+    ]
+    assert plateaus(readings, settle=0, min_readings=2)[-1].connections == 2000.0
+    assert plateaus([]) == []
+    with pytest.raises(ConfigurationError):
+        plateaus(readings, min_readings=0)
+
+
+def test_the_fit_follows_the_longest_rising_run_of_plateaus() -> None:
+    def at(*counts: float) -> list[Plateau]:
+        return [Plateau(count, count * 10, None, 3) for count in counts]
+
+    # Idle, a ramp up in four steps, then the load goes away: the ramp is the fit's.
+    assert [p.connections for p in rising(at(7, 2507, 5007, 7507, 10007, 7))] == [
+        7,
+        2507,
+        5007,
+        7507,
+        10007,
+    ]
+    assert [p.connections for p in rising(at(100, 50, 60, 70, 20))] == [50, 60, 70]
+    assert [p.connections for p in rising(at(10, 20, 5, 6))] == [5, 6]  # the latest of equals
+    assert rising([]) == []

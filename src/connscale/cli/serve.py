@@ -30,6 +30,8 @@ already read are answered first.
 HTTP binds 127.0.0.1 unless --host says otherwise, answers only to loopback Host names
 there (421 for others: DNS rebinding), refuses foreign Origin headers (403), and with
 --token-file PATH asks every request for that bearer token (401 otherwise).
+Behind a load balancer, start every server with the same --session-key-file: any of
+them then serves any request of any session (docs/DEPLOY.md).
 A wrong --app is one line of error and exit code 2.
 """
 
@@ -136,6 +138,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="HTTP: require 'Authorization: Bearer <token>', the token read from PATH",
     )
+    parser.add_argument(
+        "--session-key-file",
+        type=Path,
+        default=config.session_key_file,
+        metavar="PATH",
+        help="keys every server of a fleet shares, so that any of them serves any session "
+        "(session ids, list cursors, requestState): one key a line, 64 hex digits "
+        "(openssl rand -hex 32), the current key first, then previous keys still accepted; "
+        "# comments; default: a random key per server",
+    )
     parser.add_argument("--experts", help="expert plugins: 'package.module:callable,...'")
     parser.add_argument(
         "--experts-timeout",
@@ -199,7 +211,7 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
     """The ``ServerConfig`` the parsed arguments ask for (reads the token file, if any)."""
     from connscale.core.protocol.limits import ServerLimits
     from connscale.errors import ConfigurationError
-    from connscale.server.config import ServerConfig, read_token_file
+    from connscale.server.config import ServerConfig, read_session_key_file, read_token_file
 
     bearer_token = None
     if args.token_file is not None:
@@ -218,8 +230,11 @@ def build_config(args: argparse.Namespace) -> ServerConfig:
         write_low_water=args.write_low_water,
         max_write_buffer=args.max_write_buffer,
     )
+    if args.session_key_file is not None:
+        read_session_key_file(args.session_key_file)  # a bad file: one line, before serving
     return ServerConfig(
         app=args.app,
+        session_key_file=args.session_key_file,
         start_method=args.start_method,
         allowed_hosts=None if args.allowed_host is None else tuple(args.allowed_host),
         session_max_age=args.session_max_age or None,  # 0: forever

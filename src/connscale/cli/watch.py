@@ -4,8 +4,12 @@ growth trend and GC pauses (or a Prometheus export)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from connscale.core.stats import TrendResult
+    from connscale.core.stats import Plateau, ScalingResult, TrendResult
     from connscale.gc import GCStatistics
     from connscale.memory import KernelSockets, MemorySample, ProcessSockets
     from connscale.monitor import Monitor
@@ -25,8 +29,10 @@ DESCRIPTION = """\
 Watch a running server: RSS, anonymous memory, swap and open fds every tick; USS and
 PSS (exact, every few ticks) summed over the process and its children (a server's
 workers: the PSS sum is the total with shared pages counted once); the sockets it holds
-and the kernel memory they account for; bytes per connection (the USS slope against its
-socket count over the watch window, once the count has moved); the growth trend with its
+and the kernel memory they account for; bytes per connection, the bench's fit: exact
+readings grouped into settled plateaus of its socket count (a ramp in steps, such as
+examples/locustfile.py's), the median of each, the least-squares slope over them, for
+USS and for PSS, with the CV of the per-step marginals; the growth trend with its
 confidence interval; kernel TCP memory (system-wide, labelled so); GC pauses (only for
 this process itself: another process's collector cannot be seen from outside). Sampling
 is adaptive: it slows down while memory is stable. --plain marks a figure that was read
@@ -34,13 +40,20 @@ on an earlier tick with its age.
 
   connscale watch --pid 1234
   connscale watch --pid 1234 --prometheus-port 9464 --duration 3600
+  connscale watch --pid 1234 --interval 1 --max-interval 1 --exact-every 1 --out fit.json
+
+At the end (--duration or Ctrl-C) the plateaus and the fit are printed, and written as
+JSON to --out.
 
 Prometheus metrics carry a pid label; a figure that cannot be read is absent, not 0.
-Ctrl-C exits cleanly. A pid that does not exist is an error (exit 2).
+Ctrl-C or SIGTERM ends the watch with the report. A pid that does not exist is an error
+(exit 2).
 """
 
 #: Full readings kept for the bytes-per-connection fit (a bounded window).
 FIT_WINDOW = 720
+#: Exact readings a plateau needs (after the first, dropped while the server settles).
+PLATEAU_READINGS = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,11 +68,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--prometheus-port",
         type=int,
         metavar="N",
-        help="also serve Prometheus metrics on 127.0.0.1:N/metrics",
+        help="also serve Prometheus metrics on port N (/metrics)",
+    )
+    parser.add_argument(
+        "--prometheus-host",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the metrics listen on (127.0.0.1; 0.0.0.0 for a remote Prometheus)",
     )
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument(
         "--plain", action="store_true", help="one line per sample instead of a live table"
+    )
+    parser.add_argument(
+        "--exact-every",
+        type=int,
+        default=12,
+        metavar="N",
+        help="take the exact reading (USS, PSS, sockets) every N ticks (12); 1 for a "
+        "plateau fit over a ramp of short steps",
+    )
+    parser.add_argument(
+        "--out", metavar="PATH", help="at the end, write the plateaus and the fit here (JSON)"
     )
 
 
@@ -81,6 +111,9 @@ def trend_text(result: TrendResult | None) -> str:
     return f"{_size(per_hour)}/h [{_size(low)}, {_size(high)}] {verdict}"
 
 
+Reading = tuple[float, float | None, float | None]  # (sockets, uss, pss)
+
+
 @dataclass
 class Exact:
     """What the exact (full) readings add: process count, sockets, the per-connection fit."""
@@ -88,32 +121,98 @@ class Exact:
     processes: int = 1
     sockets: ProcessSockets | None = None
     full_tick: int = -1  # the tick of the newest full reading
-    points: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=FIT_WINDOW))
+    readings: deque[Reading] = field(default_factory=lambda: deque(maxlen=FIT_WINDOW))
 
     def age(self, monitor: Monitor) -> int | None:
         """Ticks since the newest full reading (0: this one), None before the first."""
         return None if self.full_tick < 0 else monitor.ticks - 1 - self.full_tick
 
-    def bytes_per_connection(self) -> float | None:
-        """USS slope against the socket count over the window; None until the count moved."""
-        from connscale.core.stats import scaling
+    def plateaus(self) -> list[Plateau]:
+        """The settled plateaus of the socket count in the window (the bench's points)."""
+        from connscale.core.stats import plateaus
+
+        return plateaus(list(self.readings), min_readings=PLATEAU_READINGS)
+
+    def fit(self, name: str = "uss") -> ScalingResult | None:
+        """The least-squares line of ``name`` over the plateau medians of the longest rising
+        run of plateaus (not a ramp down's); None before two."""
+        from connscale.core.stats import rising, scaling
         from connscale.errors import ConfigurationError
 
-        if len({sockets for sockets, _ in self.points}) < 2:
+        points = [
+            (plateau.connections, float(value))
+            for plateau in rising(self.plateaus())
+            if (value := getattr(plateau, name)) is not None
+        ]
+        if len({x for x, _ in points}) < 2:
             return None
         try:
-            return scaling(list(self.points)).marginal_bytes
+            return scaling(points)
         except ConfigurationError:
             return None
+
+    def bytes_per_connection(self) -> float | None:
+        """The marginal USS per connection over the plateaus; None before two plateaus."""
+        fit = self.fit("uss")
+        return None if fit is None else fit.marginal_bytes
+
+    def result(self) -> dict[str, object]:
+        """The plateaus and the USS and PSS fits, as --out writes them."""
+        fits: dict[str, object] = {}
+        for name in ("uss", "pss"):
+            fit = self.fit(name)
+            fits[name] = None
+            if fit is not None:
+                fits[name] = {
+                    "marginal_bytes": round(fit.marginal_bytes, 2),
+                    "fixed_overhead": round(fit.fixed_overhead, 1),
+                    "r_squared": round(fit.r_squared, 6),
+                    "step_marginals": [round(step, 2) for step in fit.step_marginals],
+                    "step_cv": None if fit.step_cv is None else round(fit.step_cv, 4),
+                }
+        return {
+            "processes": self.processes,
+            "plateaus": [
+                {
+                    "sockets": p.connections,
+                    "uss": p.uss,
+                    "pss": p.pss,
+                    "readings": p.readings,
+                }
+                for p in self.plateaus()
+            ],
+            "fit": fits,
+        }
 
 
 def connection_text(exact: Exact | None) -> str:
     if exact is None:
         return "n/a"
-    value = exact.bytes_per_connection()
-    if value is None:
-        return "n/a until the connection count changes"
-    return f"{value:,.0f} B (USS slope over {len(exact.points)} readings)"
+    uss, pss = exact.fit("uss"), exact.fit("pss")
+    if uss is None:
+        return (
+            f"n/a until two settled plateaus of the socket count "
+            f"({PLATEAU_READINGS + 1} exact readings each)"
+        )
+    cv = "n/a" if uss.step_cv is None else f"{uss.step_cv:.3f}"
+    pss_text = "" if pss is None else f", PSS {pss.marginal_bytes:,.0f} B"
+    return (
+        f"USS {uss.marginal_bytes:,.0f} B{pss_text} (over {len(uss.points)} plateaus, step CV {cv})"
+    )
+
+
+def final_report(exact: Exact) -> str:
+    """What a watch ends with: each plateau, then the fit (the bench's figure)."""
+    lines = ["plateaus (sockets: USS, PSS, readings):"]
+    for plateau in exact.plateaus():
+        lines.append(
+            f"  {plateau.connections:,.0f}: {_size(plateau.uss)}, {_size(plateau.pss)}, "
+            f"{plateau.readings}"
+        )
+    if len(lines) == 1:
+        lines.append("  none settled")
+    lines.append(f"bytes per connection: {connection_text(exact)}")
+    return "\n".join(lines)
 
 
 def build_view(
@@ -189,6 +288,10 @@ def plain_line(monitor: Monitor, trend: TrendResult | None, exact: Exact | None 
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def group_reader(pid: int, exact: Exact, clock: Callable[[], float]) -> Callable[[], MemorySample]:
     """A full reading of ``pid`` and its descendants (a server's workers), summed."""
     from connscale.memory import sample_tree
@@ -220,6 +323,8 @@ def run(
         raise ConfigurationError(f"--pid must be a positive process id, got {args.pid}")
     if args.duration is not None and args.duration <= 0:
         raise ConfigurationError(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.exact_every < 1:
+        raise ConfigurationError(f"--exact-every must be at least 1, got {args.exact_every}")
     reader = MemoryReader(args.pid, clock=clock)
     reader.sample_quick()  # a pid that does not exist fails here, before any display
     policy = AdaptiveSampling(
@@ -229,6 +334,7 @@ def run(
     monitor = Monitor(
         sampler=reader.sample_quick,
         full_sampler=group_reader(args.pid, exact, clock),
+        full_every=args.exact_every,
         policy=policy,
     )
     recorder = PauseRecorder() if args.pid == os.getpid() else None
@@ -236,11 +342,11 @@ def run(
     server: MetricsServer | None = None
     if args.prometheus_port is not None:
         exporter = MetricsExporter(pid=args.pid)
-        server = exporter.serve(args.prometheus_port)
+        server = exporter.serve(args.prometheus_port, addr=args.prometheus_host)
         monitor.add_listener(exporter.observe_sample)
         if recorder is not None:
             exporter.attach(recorder)
-        print(f"serving metrics on 127.0.0.1:{server.port}/metrics", file=sys.stderr)
+        print(f"serving metrics on {args.prometheus_host}:{server.port}/metrics", file=sys.stderr)
     console = Console()
     live_view = console.is_terminal and not args.plain
     deadline = None if args.duration is None else clock() + args.duration
@@ -266,8 +372,14 @@ def run(
         except MeasurementError:
             exact.sockets = None
             return
-        if full is not None and full.uss is not None:
-            exact.points.append((float(exact.sockets.sockets), float(full.uss)))
+        if full is not None and (full.uss is not None or full.pss is not None):
+            exact.readings.append(
+                (
+                    float(exact.sockets.sockets),
+                    None if full.uss is None else float(full.uss),
+                    None if full.pss is None else float(full.pss),
+                )
+            )
         if exporter is not None:
             exporter.observe_sockets(exact.sockets, pid=args.pid)
             value = exact.bytes_per_connection()
@@ -275,6 +387,12 @@ def run(
                 exporter.set_bytes_per_connection(value)
 
     live: Live | None = None
+    stack = contextlib.ExitStack()
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (a service manager, a script) ends the watch as Ctrl-C does: with the
+        # final report and --out written.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        stack.callback(signal.signal, signal.SIGTERM, previous)
     try:
         if live_view:
             live = Live(console=console, auto_refresh=False)
@@ -315,4 +433,13 @@ def run(
             recorder.stop()
         if server is not None:
             server.close()
+        stack.close()
+    print(final_report(exact), flush=True)
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as file:
+                json.dump({"pid": args.pid, **exact.result()}, file, indent=2)
+                file.write("\n")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot write {args.out}: {exc.strerror}") from None
     return 0

@@ -7,6 +7,9 @@ Two questions, two estimators:
   per-step marginals (Δbytes / Δconnections between successive plateaus) and their
   coefficient of variation say whether growth is a straight line. Never total/N: dividing
   a fixed overhead by N makes small steps look expensive.
+* ``plateaus(readings)``: readings of a server taken while its connection count moved
+  (``connscale watch``, a distributed ramp) grouped into settled plateaus, each the median
+  of its readings: the points ``scaling`` fits, the way the bench takes them.
 * ``trend(samples)``: the Theil-Sen slope (median of pairwise slopes; robust to outliers
   such as a GC or an allocator step) with Sen's confidence interval. A leak is reported
   only when the interval lies above zero *and* the slope exceeds a threshold, so noise and
@@ -201,6 +204,79 @@ def scaling(points: Sequence[tuple[float, float]]) -> ScalingResult:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Plateau:
+    """A settled stretch of readings at one connection count: the medians of its readings."""
+
+    connections: float
+    uss: float | None
+    pss: float | None
+    readings: int
+
+
+def plateaus(
+    readings: Sequence[tuple[float, float | None, float | None]],
+    *,
+    tolerance: float = 0.005,
+    settle: int = 1,
+    min_readings: int = 3,
+) -> list[Plateau]:
+    """Settled plateaus in time-ordered (connections, uss, pss) readings.
+
+    A plateau is a run of consecutive readings whose connection count stays within
+    ``tolerance`` (a share, and at least 2 connections) of the run's first; its first
+    ``settle`` readings are dropped (the ramp has just ended: the server may still be
+    allocating), and it counts when at least ``min_readings`` remain. Each plateau is the
+    median of what remains, as the bench takes several readings at each of its plateaus.
+    """
+    if tolerance < 0 or settle < 0 or min_readings < 1:
+        raise ConfigurationError("plateaus: tolerance and settle must be >= 0, min_readings >= 1")
+    found: list[Plateau] = []
+    run: list[tuple[float, float | None, float | None]] = []
+
+    def close() -> None:
+        kept = run[settle:]
+        if len(kept) < min_readings:
+            return
+        uss = [u for _, u, _ in kept if u is not None]
+        pss = [p for _, _, p in kept if p is not None]
+        found.append(
+            Plateau(
+                connections=statistics.median(c for c, _, _ in kept),
+                uss=statistics.median(uss) if uss else None,
+                pss=statistics.median(pss) if pss else None,
+                readings=len(kept),
+            )
+        )
+
+    for reading in readings:
+        connections = float(reading[0])
+        if not math.isfinite(connections):
+            continue
+        if run and abs(connections - run[0][0]) > max(2.0, tolerance * abs(run[0][0])):
+            close()
+            run = []
+        run.append((connections, reading[1], reading[2]))
+    close()
+    return found
+
+
+def rising(found: Sequence[Plateau]) -> list[Plateau]:
+    """The longest run of consecutive plateaus whose connection counts rise (the latest of
+    equal length): the ramp a fit describes. Memory a server keeps after connections close
+    (an allocator does not give every page back) would bend the line, so plateaus after a
+    ramp down are not mixed with those of the ramp up."""
+    best: list[Plateau] = []
+    run: list[Plateau] = []
+    for plateau in found:
+        if run and plateau.connections <= run[-1].connections:
+            run = []
+        run.append(plateau)
+        if len(run) >= len(best):
+            best = list(run)
+    return best
+
+
 def _binned(xy: list[tuple[float, float]], bins: int) -> list[tuple[float, float]]:
     """Reduce a time-ordered series to ``bins`` (median t, median value) points."""
     xy = sorted(xy)
@@ -266,10 +342,13 @@ def trend(
 __all__ = [
     "DEFAULT_LEAK_THRESHOLD",
     "MAX_TREND_POINTS",
+    "Plateau",
     "ScalingResult",
     "TrendResult",
     "Verdict",
     "coefficient_of_variation",
+    "plateaus",
+    "rising",
     "scaling",
     "trend",
 ]

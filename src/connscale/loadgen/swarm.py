@@ -21,6 +21,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -82,6 +83,24 @@ class SwarmStatus(msgspec.Struct, kw_only=True):
     events: int = 0  # messages the server sent unasked on ready connections (SSE events)
 
 
+class SwarmObserver(Protocol):
+    """What a driver outside the swarm hears of each connection and request (Locust users).
+
+    ``connected``: a handshake finished after ``seconds``; ``failed``: a connection never
+    became ready; ``dropped``: a held one was lost; ``answered``: a request made with
+    ``Swarm.send`` ended after ``seconds``, ``error`` None when answered, else why not
+    ("error reply", "timeout", or the reason its connection was lost).
+    """
+
+    def connected(self, seconds: float) -> None: ...
+
+    def failed(self, reason: str, detail: str) -> None: ...
+
+    def dropped(self, reason: str, detail: str) -> None: ...
+
+    def answered(self, request_id: int, kind: str, seconds: float, error: str | None) -> None: ...
+
+
 class _Phase:
     """State of a running traffic phase."""
 
@@ -122,6 +141,12 @@ class Swarm:
     connections at once; ``start_traffic(...)`` begins a request phase whose result
     ``traffic_result()`` returns once it is done. Nothing here blocks longer than the
     timeout handed to ``poll()``.
+
+    Driven from outside (``connscale.locust``): ``observer`` hears of every handshake,
+    failure, drop and answer; ``send(kind)`` makes one request on an idle connection;
+    ``fileno()`` is readable when ``poll`` has work, so another event loop (gevent's) can
+    wait on it; ``poller`` and ``socket_type`` replace ``select.epoll`` and
+    ``socket.socket`` (gevent's monkey-patching removes the one and wraps the other).
     """
 
     def __init__(
@@ -138,6 +163,10 @@ class Swarm:
         handshake_timeout: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
         seed: int = 0,
+        observer: SwarmObserver | None = None,
+        request_timeout: float = 30.0,
+        poller: Callable[[], select.epoll] | None = None,
+        socket_type: Callable[[int, int], socket.socket] | None = None,
     ) -> None:
         if max_handshakes < 1:
             raise ConfigurationError("max_handshakes must be at least 1")
@@ -153,7 +182,11 @@ class Swarm:
         self._handshake_timeout = handshake_timeout
         self._clock = clock
         self._random = random.Random(seed)
-        self._epoll = select.epoll()
+        self._epoll = (poller or select.epoll)()
+        self._socket_type = socket_type or socket.socket
+        self.observer = observer
+        self._request_timeout = request_timeout
+        self._sent: dict[int, tuple[Conn, str, float]] = {}  # send(): id -> (conn, kind, at)
         self._conns: dict[int, Conn] = {}
         self._handshaking: dict[int, Conn] = {}
         self._ready: list[Conn] = []
@@ -195,6 +228,29 @@ class Swarm:
         """Call ``callback`` from ``poll`` whenever ``fd`` is readable (a control pipe)."""
         self._readers[fd] = callback
         self._epoll.register(fd, select.EPOLLIN | select.EPOLLHUP)
+
+    def fileno(self) -> int:
+        """The epoll fd: readable when a connection has an event for ``poll``."""
+        return self._epoll.fileno()
+
+    def send(self, kind: str) -> int | None:
+        """One request of ``kind`` on an idle held connection, outside any traffic phase.
+
+        Returns its id (the observer hears of its end, answered or not), or None when every
+        held connection already has a request in flight.
+        """
+        if kind not in self.protocol.request_kinds:
+            raise ConfigurationError(f"the {self.protocol.name} protocol has no request {kind!r}")
+        conn = self._next_idle()
+        if conn is None:
+            return None
+        request_id = next(self._ids)
+        now = self._clock()
+        conn.pending_id = request_id
+        conn.pending_since = now
+        self._sent[request_id] = (conn, kind, now)
+        self.protocol.send_request(self, conn, kind, request_id)
+        return request_id
 
     def status(self) -> SwarmStatus:
         self._status.established = len(self._ready)
@@ -298,6 +354,7 @@ class Swarm:
         if now - self._last_timeout_scan >= 0.5:
             self._last_timeout_scan = now
             self._expire_handshakes(now)
+            self._expire_requests(now)
 
     def run_until(self, predicate: Callable[[], bool], deadline: float) -> bool:
         """Poll until ``predicate()`` holds or the clock passes ``deadline``."""
@@ -336,6 +393,8 @@ class Swarm:
         self._handshaking.pop(conn.sock.fileno(), None)
         conn.index = len(self._ready)
         self._ready.append(conn)
+        if self.observer is not None:
+            self.observer.connected(self._clock() - conn.started)
 
     def refused(self, conn: Conn, reason: str, detail: str) -> None:
         """The peer refused, or broke the protocol: a failure, or a drop once held."""
@@ -359,6 +418,10 @@ class Swarm:
         phase = self._phase
         request_id = conn.pending_id
         conn.pending_id = -1
+        sent = self._sent.pop(request_id, None)
+        if sent is not None:
+            self._tell_answer(request_id, sent, "error reply" if error else None)
+            return
         entry = self._pending_requests.pop(request_id, None)
         if phase is None or entry is None:
             return
@@ -400,7 +463,7 @@ class Swarm:
             return False
         address = self._sources[index][0]
         try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = self._socket_type(socket.AF_INET, socket.SOCK_STREAM)
         except OSError as exc:
             self._fail(None, _reason(exc), str(exc))
             self._stop_growing = True  # out of files: more attempts fail the same way
@@ -441,6 +504,23 @@ class Swarm:
         for conn in [c for c in self._handshaking.values() if c.started < limit]:
             self._fail(conn, "timeout", f"no handshake within {self._handshake_timeout:g} s")
 
+    def _expire_requests(self, now: float) -> None:
+        """A request of ``send`` unanswered in time fails, and its connection is dropped:
+        a connection that stalls is not one to hold (nor one HTTP/1.1 may ask again)."""
+        limit = now - self._request_timeout
+        for request_id, sent in [item for item in self._sent.items() if item[1][2] < limit]:
+            conn = sent[0]
+            del self._sent[request_id]
+            conn.pending_id = -1
+            self._tell_answer(request_id, sent, "timeout")
+            self._dropped(conn, "timeout", f"no answer within {self._request_timeout:g} s")
+
+    def _tell_answer(
+        self, request_id: int, sent: tuple[Conn, str, float], error: str | None
+    ) -> None:
+        if self.observer is not None:
+            self.observer.answered(request_id, sent[1], self._clock() - sent[2], error)
+
     def _fail(self, conn: Conn | None, reason: str, detail: str) -> None:
         status = self._status
         status.failed += 1
@@ -449,6 +529,8 @@ class Swarm:
             status.first_error = f"{reason}: {detail}"
         if status.failed >= self._failure_budget():
             self._stop_growing = True
+        if self.observer is not None:
+            self.observer.failed(reason, detail)
         if conn is not None:
             self._close(conn, counted=False)
 
@@ -457,9 +539,11 @@ class Swarm:
         status.drops[reason] = status.drops.get(reason, 0) + 1
         if status.first_drop is None:
             status.first_drop = f"{reason}: {detail}"
-        self._close(conn, counted=True)
+        self._close(conn, counted=True, reason=reason)
+        if self.observer is not None:
+            self.observer.dropped(reason, detail)
 
-    def _close(self, conn: Conn, *, counted: bool) -> None:
+    def _close(self, conn: Conn, *, counted: bool, reason: str = "closed") -> None:
         if conn.state == CLOSED:
             return
         was_ready = conn.state == READY
@@ -475,6 +559,9 @@ class Swarm:
                 last.index = conn.index
             if counted:
                 self._status.dropped += 1
+        if conn.pending_id >= 0 and conn.pending_id in self._sent:
+            request_id, conn.pending_id = conn.pending_id, -1
+            self._tell_answer(request_id, self._sent.pop(request_id), reason)
         if conn.pending_id >= 0:
             self._pending_requests.pop(conn.pending_id, None)
             conn.pending_id = -1
@@ -570,4 +657,4 @@ def _reason(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno, str(exc.errno))
 
 
-__all__ = ["IP_BIND_ADDRESS_NO_PORT", "Swarm", "SwarmStatus", "parse_mix"]
+__all__ = ["IP_BIND_ADDRESS_NO_PORT", "Swarm", "SwarmObserver", "SwarmStatus", "parse_mix"]

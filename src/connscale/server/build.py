@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from connscale.core.connection import ConnectionCore
 from connscale.core.protocol.http import McpHttp
@@ -45,15 +45,18 @@ def build_engine(
     listener: socket.socket,
     *,
     key: bytes | None = None,
+    previous_keys: Sequence[bytes] = (),
     revoked: RevocationTable | None = None,
     clock: Callable[[], float] | None = None,
     wall_clock: Callable[[], float] | None = None,
 ) -> Engine:
     """The engine ``config`` asks for, serving ``surface`` on ``listener``.
 
-    ``key`` seals HTTP session ids and signs list cursors (every worker gets the same one);
-    ``revoked`` is the table of deleted sessions (shared between workers); ``clock`` drives
-    the timeouts and ``wall_clock`` the session expiry (fake clocks in tests).
+    ``key`` seals HTTP session ids and signs list cursors (every worker gets the same one;
+    every server of a fleet too, from its session key file); ``previous_keys`` still open
+    what they sealed or signed (a key rotation); ``revoked`` is the table of deleted
+    sessions (shared between workers); ``clock`` drives the timeouts and ``wall_clock``
+    the session expiry (fake clocks in tests).
     """
     http = config.transport == "http"
     protocol = McpProtocol(
@@ -62,11 +65,17 @@ def build_engine(
         limits=config.limits,
         transport=Transport.HTTP if http else Transport.TCP,
         key=key,
+        previous_keys=previous_keys,
     )
     runner = CallRunner(surface)
     handler = None
     if http:
-        sealer = SessionSealer(key, max_age=config.session_max_age, clock=wall_clock or time.time)
+        sealer = SessionSealer(
+            key,
+            previous=previous_keys,
+            max_age=config.session_max_age,
+            clock=wall_clock or time.time,
+        )
         handler = McpHttp(
             protocol,
             sealer=sealer,

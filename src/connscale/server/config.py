@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import Literal
 
 from connscale.core.protocol.limits import ServerLimits
+from connscale.core.protocol.tokens import SessionKeys, parse_session_keys
 from connscale.errors import ConfigurationError
 
-__all__ = ["MIN_TOKEN_BYTES", "ServerConfig", "read_token_file"]
+__all__ = [
+    "MIN_TOKEN_BYTES",
+    "ServerConfig",
+    "read_session_key_file",
+    "read_token_file",
+    "session_keys",
+]
 
 TransportName = Literal["tcp", "http", "stdio"]
 EngineName = Literal["epoll", "asyncio"]
@@ -67,6 +74,11 @@ class ServerConfig:
     #: How workers start: "fork" shares the supervisor's loaded modules and app copy-on-write
     #: (small workers); "spawn" starts each from scratch (needs ``app`` as a target string).
     start_method: StartMethod = "fork"
+    #: The session key file a fleet shares (see ``read_session_key_file``): every server
+    #: started with the same file opens the session ids, list cursors and 2026-07-28
+    #: ``requestState`` of every other, so a load balancer may send any request anywhere.
+    #: None: a random key per server (its workers share it).
+    session_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.transport not in ("tcp", "http", "stdio"):
@@ -154,3 +166,27 @@ def read_token_file(path: str | os.PathLike[str]) -> bytes:
             f"the token in {path} may only hold letters, digits and -._~+/= (RFC 6750)"
         )
     return token
+
+
+def read_session_key_file(path: str | os.PathLike[str]) -> SessionKeys:
+    """The keys in a session key file: the current key first, then previous ones.
+
+    One key a line, 64 hex digits (32 bytes, e.g. ``openssl rand -hex 32``); blank lines
+    and ``#`` comments ignored; at most 8 keys (``parse_session_keys`` has the rules).
+    Errors are one line naming the file and the line, never the content.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read(64 * 1024 + 1)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read the session key file {path}: {exc.strerror}"
+        ) from None
+    return parse_session_keys(data, f"the session key file {path}")
+
+
+def session_keys(config: ServerConfig) -> SessionKeys:
+    """The keys ``config`` asks for: read from its key file, else a fresh random key."""
+    if config.session_key_file is None:
+        return SessionKeys.generate()
+    return read_session_key_file(config.session_key_file)

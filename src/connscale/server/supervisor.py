@@ -1,7 +1,7 @@
 """Run the server: one process, or a supervisor with N workers sharing a port (SO_REUSEPORT).
 
 The supervisor loads the app, binds the port first (so ``--port 0`` picks one port for
-everyone), makes the session key and the shared revocation table, and starts the workers:
+everyone), gets the session keys and the shared revocation table, and starts the workers:
 forked by default, so every worker shares the supervisor's imported modules and loaded app
 copy-on-write (the supervisor freezes them out of the collector's view first, so that a
 collection does not dirty the shared pages); or spawned, each importing everything anew.
@@ -19,7 +19,6 @@ import mmap
 import multiprocessing
 import os
 import resource
-import secrets
 import signal
 import socket
 import tempfile
@@ -30,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from connscale.core.protocol.surface import Surface
-from connscale.core.protocol.tokens import KEY_BYTES, RevocationTable
+from connscale.core.protocol.tokens import RevocationTable, SessionKeys
 from connscale.engines._base import Engine
 from connscale.errors import ServerError
 from connscale.server.build import build_engine, build_stdio_engine, warm_up
-from connscale.server.config import ServerConfig
+from connscale.server.config import ServerConfig, session_keys
 from connscale.server.experts import CircleOfExperts, load_experts
 from connscale.server.loading import as_surface, load_app
 from connscale.server.reference import build_reference_app
@@ -105,14 +104,14 @@ class Worker:
         config: ServerConfig,
         app: Surface | None = None,
         *,
-        key: bytes | None = None,
+        keys: SessionKeys | None = None,
         revocations: str | None = None,
         reuse_port: bool = False,
         port: int | None = None,
     ) -> None:
         self.config = config
         self._app = app
-        self._key = key
+        self._keys = keys
         self._revocations_path = revocations
         self._reuse_port = reuse_port
         self._port = config.port if port is None else port
@@ -123,8 +122,14 @@ class Worker:
 
     def _build(self, listener: socket.socket) -> Engine:
         app = self._app if self._app is not None else resolve_app(self.config)
+        keys = self._keys
         return build_engine(
-            self.config, app, listener, key=self._key, revoked=self._revocation_table()
+            self.config,
+            app,
+            listener,
+            key=None if keys is None else keys.current,
+            previous_keys=() if keys is None else keys.previous,
+            revoked=self._revocation_table(),
         )
 
     def _revocation_table(self) -> RevocationTable:
@@ -260,7 +265,7 @@ def _worker_main(  # noqa: PLR0917 - multiprocessing passes the arguments by pos
     config: ServerConfig,
     app: Surface | None,
     port: int,
-    key: bytes,
+    keys: SessionKeys,
     revocations: str,
     ready: Connection,
     inherited: list[int],
@@ -278,7 +283,9 @@ def _worker_main(  # noqa: PLR0917 - multiprocessing passes the arguments by pos
         ready.send(os.getpid())
         ready.close()
 
-    Worker(config, app, key=key, revocations=revocations, reuse_port=True, port=port).run(announce)
+    Worker(config, app, keys=keys, revocations=revocations, reuse_port=True, port=port).run(
+        announce
+    )
 
 
 class ServerHandle:
@@ -297,7 +304,9 @@ class ServerHandle:
             app = resolve_app(config)
         self._app = app
         self._context: Any = multiprocessing.get_context(config.start_method)
-        self._key = secrets.token_bytes(KEY_BYTES)
+        # The session keys travel to the workers in the fork/spawn arguments, never in
+        # argv or the environment: read (or made) once here, shared by every worker.
+        self._keys = session_keys(config)
         self._workers: list[multiprocessing.process.BaseProcess | None] = [None] * config.workers
         self._stopping = False
         self._inherited: list[int] = []
@@ -312,7 +321,7 @@ class ServerHandle:
                 self.config,
                 self._app,
                 self.port,
-                self._key,
+                self._keys,
                 revocations,
                 sender,
                 self._inherited,
@@ -485,4 +494,4 @@ def serve(config: ServerConfig, app: object | None = None) -> int:
         if config.ready_file is not None:
             write_json_atomic(config.ready_file, _ready_payload(config, worker.port, [os.getpid()]))
 
-    return Worker(config, surface).run(announce)
+    return Worker(config, surface, keys=session_keys(config)).run(announce)

@@ -354,3 +354,27 @@ def test_close_session_frees_the_slot() -> None:
     protocol.close_session(slot)
     assert slot not in protocol.table
     protocol.close_session(slot)  # idempotent
+
+
+def test_cursors_of_a_previous_key_are_still_followed_during_a_rotation() -> None:
+    old, new = b"o" * 32, b"n" * 32
+
+    def listing(**keys: Any) -> tuple[McpProtocol, int]:
+        protocol = McpProtocol(FakeSurface(tools=7), SessionTable(), page_size=3, **keys)
+        slot = protocol.open_session()
+        initialize(protocol, slot)
+        return protocol, slot
+
+    before, before_slot = listing(key=old)
+    cursor = send(before, before_slot, request(1, "tools/list"))["result"]["nextCursor"]
+    rotated, slot = listing(key=new, previous_keys=[old])
+    reply = send(rotated, slot, request(2, "tools/list", {"cursor": cursor}))
+    assert [tool["name"] for tool in reply["result"]["tools"]] == ["tool3", "tool4", "tool5"]
+    fresh = reply["result"]["nextCursor"]
+    assert error_code(send(before, before_slot, request(3, "tools/list", {"cursor": fresh}))) == (
+        INVALID_PARAMS  # new cursors are signed with the new key only
+    )
+    dropped, dropped_slot = listing(key=new)  # the rotation finished: the old key is gone
+    assert error_code(
+        send(dropped, dropped_slot, request(4, "tools/list", {"cursor": cursor}))
+    ) == (INVALID_PARAMS)

@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connscale.clock import FakeClock
-from connscale.core.protocol.tokens import RevocationTable, SessionSealer
+from connscale.core.protocol.tokens import (
+    MAX_SESSION_KEYS,
+    RevocationTable,
+    SessionKeys,
+    SessionSealer,
+    parse_session_keys,
+)
 from connscale.errors import ConfigurationError
 
 
@@ -96,3 +102,65 @@ def test_revocation() -> None:
     table.revoke(session_id)
     assert table.is_revoked(session_id)
     assert not table.is_revoked(b"short")
+
+
+# --- the session key file a fleet shares ----------------------------------------------------
+
+
+def test_a_key_file_gives_the_current_key_then_the_previous_ones() -> None:
+    current, old = b"\x01" * 32, bytes(range(32))
+    text = f"# fleet keys, rotated 2026-12-01\n\n  {current.hex()}  \r\n{old.hex().upper()}\n"
+    keys = parse_session_keys(text.encode())
+    assert keys.current == current and keys.previous == (old,)
+    assert current.hex() not in repr(keys) and old.hex() not in repr(keys)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (b"", "holds no key"),
+        (b"# only a comment\n\n", "holds no key"),
+        (b"ab" * 31 + b"\n", "line 1: a key is 64 hex digits"),  # 31 bytes: truncated
+        (b"ab" * 33 + b"\n", "line 1: a key is 64 hex digits"),
+        (b"\n" + b"zz" * 32 + b"\n", "line 2: a key is 64 hex digits"),
+        (b"ab" * 32 + b" # current\n", "line 1: a key is 64 hex digits"),  # no inline comment
+        (b"ab" * 32 + b" " + b"cd" * 32 + b"\n", "line 1"),  # two keys on one line
+        (b"ab" * 32 + b"\n" + b"AB" * 32 + b"\n", "line 2: the same key is there twice"),
+        (b"\n".join(bytes([48 + i]) * 64 for i in range(9)), "more than 8 keys"),
+        ("é".encode() * 32, "non-ASCII"),
+        (b"0" * 70_000, "larger than"),
+    ],
+)
+def test_a_bad_key_file_is_refused_in_one_line_without_its_content(text: bytes, why: str) -> None:
+    with pytest.raises(ConfigurationError, match=why) as caught:
+        parse_session_keys(text, "the session key file keys.txt")
+    message = str(caught.value)
+    assert "\n" not in message and "keys.txt" in message
+    assert "abab" not in message.lower() and "zzzz" not in message
+
+
+@given(st.binary(max_size=400) | st.text(alphabet="0123456789abcdef# \n\r\tx", max_size=400))
+def test_any_key_file_content_gives_keys_or_one_line_that_never_echoes_it(
+    content: bytes | str,
+) -> None:
+    data = content.encode() if isinstance(content, str) else content
+    try:
+        keys = parse_session_keys(data)
+    except ConfigurationError as exc:
+        message = str(exc)
+        assert "\n" not in message
+        for line in data.split(b"\n"):
+            secret = line.strip()
+            if len(secret) >= 16:
+                assert secret.decode("latin-1") not in message
+        return
+    assert 1 + len(keys.previous) <= MAX_SESSION_KEYS
+    assert all(len(key) == 32 for key in (keys.current, *keys.previous))
+
+
+def test_session_keys_check_their_lengths() -> None:
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        SessionKeys(b"short")
+    with pytest.raises(ConfigurationError, match="32 bytes"):
+        SessionKeys(b"k" * 32, (b"x",))
+    assert SessionKeys.generate().current != SessionKeys.generate().current

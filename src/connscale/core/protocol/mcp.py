@@ -31,7 +31,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
@@ -394,7 +394,8 @@ class McpProtocol:
 
     Replies carry no framing: the transport adds a newline or an HTTP body around them.
     ``key`` signs list cursors and seals ``requestState`` (give every worker the same key so
-    any of them can continue what another began). Both eras are served: a session that
+    any of them can continue what another began); ``previous_keys`` still open what they
+    signed, during a key rotation. Both eras are served: a session that
     sent ``initialize`` gets the handshake era; a request carrying the 2026-07-28 ``_meta``
     envelope (or ``server/discover``) is served statelessly. ``cache_ttl_ms`` and
     ``cache_scope`` are the caching hints of the stateless era's cacheable results.
@@ -408,6 +409,7 @@ class McpProtocol:
         limits: ServerLimits | None = None,
         transport: Transport = Transport.TCP,
         key: bytes | None = None,
+        previous_keys: Sequence[bytes] = (),
         page_size: int = DEFAULT_PAGE_SIZE,
         cache_ttl_ms: int = 0,
         cache_scope: str = "private",
@@ -423,10 +425,16 @@ class McpProtocol:
         self._transport = transport
         root = key if key is not None else secrets.token_bytes(32)
         # One key, two uses: derive one for each so that neither can stand in for the other.
-        self._key = hmac.digest(root, b"connscale list cursors", hashlib.sha256)
-        state_key = hmac.digest(root, b"connscale request state", hashlib.sha256)
+        # Previous keys (a rotation under way) still open what they signed or sealed.
+        roots = (root, *previous_keys)
+        self._keys = [hmac.digest(k, b"connscale list cursors", hashlib.sha256) for k in roots]
+        self._key = self._keys[0]
+        state_keys = [hmac.digest(k, b"connscale request state", hashlib.sha256) for k in roots]
         self._state_sealer = SessionSealer(
-            state_key, max_age=REQUEST_STATE_MAX_AGE, clock=clock or time.time
+            state_keys[0],
+            previous=state_keys[1:],
+            max_age=REQUEST_STATE_MAX_AGE,
+            clock=clock or time.time,
         )
         self._cache_hints = {"ttlMs": cache_ttl_ms, "cacheScope": cache_scope}
         self._page_size = page_size
@@ -1052,7 +1060,10 @@ class McpProtocol:
         if len(raw) != 17:
             return None
         body, tag = raw[:5], raw[5:]
-        if not hmac.compare_digest(tag, hmac.digest(self._key, body, hashlib.sha256)[:12]):
+        if not any(
+            hmac.compare_digest(tag, hmac.digest(key, body, hashlib.sha256)[:12])
+            for key in self._keys
+        ):
             return None
         if body[0] != LIST_KINDS.index(kind):
             return None

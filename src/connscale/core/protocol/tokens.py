@@ -7,6 +7,8 @@ the session opens the token and decodes the state; nothing is shared between wor
 the key. A reader of the token learns nothing of the session (client name, capabilities),
 tampering is refused, and a token older than ``max_age`` is refused (the session expired).
 Keys rotate: tokens sealed under a previous key are still opened, new ones use the current.
+A fleet of servers behind a load balancer shares its keys through a session key file
+(``parse_session_keys`` reads its text: a current key and the previous ones still opened).
 Revocation (HTTP DELETE) needs shared state after all: a fixed-size, direct-mapped table
 of 16-byte session ids, which may live in shared memory.
 
@@ -22,6 +24,7 @@ import secrets
 import struct
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
@@ -29,7 +32,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from connscale.errors import ConfigurationError
 
-__all__ = ["KEY_BYTES", "RevocationTable", "SessionSealer"]
+__all__ = [
+    "KEY_BYTES",
+    "MAX_SESSION_KEYS",
+    "RevocationTable",
+    "SessionKeys",
+    "SessionSealer",
+    "parse_session_keys",
+]
 
 KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
@@ -38,6 +48,73 @@ _ISSUED: Final = struct.Struct(">Q")  # seconds since the epoch, when the token 
 _ID_BYTES: Final = 16
 _MAX_TOKEN_CHARS: Final = 4096
 _OVERHEAD: Final = _NONCE_BYTES + _TAG_BYTES + _ISSUED.size
+#: Keys one key file may hold: the current one and up to seven previous ones.
+MAX_SESSION_KEYS: Final = 8
+_HEX_DIGITS: Final = frozenset(b"0123456789abcdefABCDEF")
+_MAX_KEY_FILE_BYTES: Final = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKeys:
+    """The keys of a server: ``current`` seals, signs and opens; ``previous`` only open.
+
+    One root key serves everything a client may carry from one server to another: HTTP
+    session ids, list cursors and 2026-07-28 ``requestState`` (each use derives its own
+    sub-key from it). The keys stay out of ``repr`` so that logging a configuration never
+    logs them.
+    """
+
+    current: bytes = field(repr=False)
+    previous: tuple[bytes, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        for key in (self.current, *self.previous):
+            if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+                raise ConfigurationError(f"a session key must be {KEY_BYTES} bytes")
+        if len(self.previous) >= MAX_SESSION_KEYS:
+            raise ConfigurationError(
+                f"at most {MAX_SESSION_KEYS} session keys (the current and "
+                f"{MAX_SESSION_KEYS - 1} previous)"
+            )
+
+    @classmethod
+    def generate(cls) -> SessionKeys:
+        """A fresh random key, no previous ones: a server (or one supervisor) of its own."""
+        return cls(secrets.token_bytes(KEY_BYTES))
+
+
+def parse_session_keys(data: bytes, source: str = "the session key file") -> SessionKeys:
+    """The keys in the text of a session key file; ConfigurationError otherwise.
+
+    The format, strict so that a truncated or mistyped file is refused, not half-read:
+    one key a line, 64 hexadecimal digits (32 bytes) with nothing else on the line but
+    surrounding spaces; the first key is the current one, the others (at most seven) are
+    previous keys, still accepted; blank lines and lines starting with ``#`` are ignored;
+    ASCII only, no key twice. Errors name ``source`` and the line, never the content.
+    """
+    if len(data) > _MAX_KEY_FILE_BYTES:
+        raise ConfigurationError(f"{source} is larger than {_MAX_KEY_FILE_BYTES} bytes")
+    if not data.isascii():
+        raise ConfigurationError(f"{source} holds non-ASCII bytes: write keys as hex digits")
+    keys: list[bytes] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        text = raw.strip(b" \t\r")
+        if not text or text.startswith(b"#"):
+            continue
+        if len(text) != 2 * KEY_BYTES or not set(text) <= _HEX_DIGITS:
+            raise ConfigurationError(
+                f"{source}, line {number}: a key is {2 * KEY_BYTES} hex digits "
+                f"({KEY_BYTES} bytes) alone on its line"
+            )
+        key = bytes.fromhex(text.decode("ascii"))
+        if key in keys:
+            raise ConfigurationError(f"{source}, line {number}: the same key is there twice")
+        keys.append(key)
+        if len(keys) > MAX_SESSION_KEYS:
+            raise ConfigurationError(f"{source} holds more than {MAX_SESSION_KEYS} keys")
+    if not keys:
+        raise ConfigurationError(f"{source} holds no key ({2 * KEY_BYTES} hex digits a line)")
+    return SessionKeys(keys[0], tuple(keys[1:]))
 
 
 class SessionSealer:
