@@ -49,14 +49,29 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def absolute_module(path: Path, node: ast.ImportFrom) -> str:
+    """The module a ``from ... import`` names, relative ones (``from ..core import x``) made
+    absolute the way Python resolves them, from the importing module's package."""
+    if node.level == 0:
+        return node.module or ""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package.pop()  # a module's relative imports start from its package
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, node.module] if node.module else base)
+
+
 def imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            module = absolute_module(path, node)
+            found.add(module)
+            if node.module is None:  # `from . import x`: x may be a submodule
+                found.update(f"{module}.{alias.name}" for alias in node.names)
     return {name for name in found if name == "connscale" or name.startswith("connscale.")}
 
 
@@ -88,3 +103,20 @@ def test_core_does_no_io() -> None:
                 names = [node.module.split(".")[0]]
             bad = forbidden.intersection(names)
             assert not bad, f"{path.name} imports {bad}: the core stays free of I/O"
+
+
+def test_relative_imports_are_checked_like_absolute_ones() -> None:
+    """``from ..server import x`` in the core is the same violation as the absolute form."""
+
+    def resolved(module_path: str, source: str) -> str:
+        node = ast.parse(source).body[0]
+        assert isinstance(node, ast.ImportFrom)
+        return absolute_module(SRC / module_path, node)
+
+    assert resolved("core/connection.py", "from ..server import build") == "connscale.server"
+    assert resolved("core/connection.py", "from .timers import TimerWheel") == (
+        "connscale.core.timers"
+    )
+    assert resolved("core/protocol/__init__.py", "from . import mcp") == "connscale.core.protocol"
+    assert resolved("core/protocol/mcp.py", "from ...app import App") == "connscale.app"
+    assert layer_of(resolved("core/connection.py", "from ..server import build")) == 5
