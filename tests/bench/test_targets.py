@@ -57,6 +57,9 @@ def test_a_server_is_measured_in_another_protocol_it_speaks() -> None:
     assert listen.argv[listen.argv.index("--engine") + 1] == "epoll"
     assert listen.argv[listen.argv.index("--transport") + 1] == "http"
     assert listen.max_connections == 16_000 and not listen.scale_plateaus
+    stateless = specs[2].argv  # held idle between requests: no keep-alive timeout to drop it
+    assert stateless[stateless.index("--http-keepalive-timeout") + 1] == "3600"
+    assert "--http-keepalive-timeout" not in listen.argv
     # The SDK refuses its 1,025th listen stream: it gets its own plateaus up to 1,000.
     assert sdk_listen.max_connections == 1000 and sdk_listen.scale_plateaus
     assert specs[3].max_connections == 15_000 and not specs[3].scale_plateaus

@@ -140,6 +140,9 @@ def _reference_server(protocol: str, workers: int, max_connections: int) -> Serv
     serve += ["--workers", str(workers)]
     if engine:
         serve += ["--engine", engine]
+    if protocol == "mcp-stateless":
+        # Held idle between requests: a held connection is the point (as for the baselines).
+        serve += ["--http-keepalive-timeout", "3600"]
     suffix = "epoll" if protocol == "mcp" else protocol.removeprefix("mcp-")
     return ServerSpec(
         name=f"connscale-{suffix}",
