@@ -224,7 +224,8 @@ def markdown_table(
         "each protocol revision the run asks for (`--spec-version`) that the suite tags it "
         "with: 2025-11-25 is the handshake era (`initialize`, sessions), 2026-07-28 the "
         "stateless one (`server/discover`, the per-request envelope, `subscriptions/listen`). "
-        "Extension scenarios belong to neither revision and are not run. Written by "
+        "Extension scenarios (tasks, skills) test optional extensions, not a revision: a "
+        "run at a revision leaves them out. Written by "
         "`scripts/conformance.py --markdown` from the run it describes; `make conformance` "
         "runs the same scenarios.",
         "",
@@ -258,7 +259,7 @@ def markdown_table(
             cells.append("<br>".join(verdicts) or "not run")
         listed = ", ".join(tags.get(name, ())) or "-"
         where = ", ".join(eras) or (
-            "not run (an extension: not part of either revision)"
+            "not run: an extension, not a revision"
             if "extension" in tags.get(name, ())
             else "not run"
         )

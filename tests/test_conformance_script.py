@@ -89,7 +89,7 @@ def test_the_table_says_where_each_scenario_ran_and_how_it_did() -> None:
         "| `tools-list` | 2025-06-18, 2025-11-25, 2026-07-28 | 2025-11-25, 2026-07-28 "
         "| 2025-11-25: pass (3 checks)<br>2026-07-28: pass (4 checks) "
         "| 2025-11-25: pass (3 checks)<br>2026-07-28: **FAIL** (2 of 3 checks failed) |",
-        "| `tasks-lifecycle` | extension | not run (an extension: not part of either revision) "
+        "| `tasks-lifecycle` | extension | not run: an extension, not a revision "
         "| not run | not run |",
         "| `server-sse-polling` | 2025-11-25 | 2025-11-25 "
         "| 2025-11-25: pass (no scored check: informational only) | 2025-11-25: not run |",
