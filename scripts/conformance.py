@@ -9,6 +9,11 @@ Exit code 0 when every scenario passes, 1 otherwise, 2 when the suite cannot be 
     python scripts/conformance.py                      # both engines, both eras
     python scripts/conformance.py --engine epoll --era 2025-11-25
     python scripts/conformance.py --scenario tools-call-with-progress --verbose
+    python scripts/conformance.py --markdown docs/CONFORMANCE.md   # the table of a full run
+
+``--markdown FILE`` writes which protocol revision each scenario tests (the suite's own tags
+for it, and the revisions it ran at here) with the result on each engine, the command, the
+suite version and the date.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".conformance"
@@ -32,6 +40,19 @@ ERAS = ("2025-11-25", "2026-07-28")
 ENGINES = ("epoll", "asyncio")
 APP = "examples/everything.py:app"
 _SUMMARY = re.compile(r"^([✓✗]) (\S+): (\d+) passed, (\d+) failed")
+_LISTED = re.compile(r"^- ([A-Za-z0-9._-]+) \[([A-Za-z0-9.,_ -]*)\]$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class Outcome(NamedTuple):
+    """One scenario run at one revision on one engine."""
+
+    engine: str
+    era: str
+    scenario: str
+    ok: bool
+    passed: int
+    failed: int
 
 
 class SetupError(Exception):
@@ -133,25 +154,117 @@ def serve(engine: str, ready: Path) -> tuple[subprocess.Popen[bytes], int]:
     return process, int(json.loads(ready.read_text())["port"])
 
 
+def parse_summary(output: str) -> list[tuple[str, bool, int, int]]:
+    """(scenario, passed?, checks passed, checks failed) from the suite's summary lines."""
+    rows = []
+    for line in _ANSI.sub("", output).splitlines():
+        match = _SUMMARY.match(line.strip())
+        if match:
+            mark, name, passed, failed = match.groups()
+            rows.append((name, mark == "✓", int(passed), int(failed)))
+    return rows
+
+
+def parse_listing(output: str) -> dict[str, tuple[str, ...]]:
+    """Scenario -> the suite's tags for it (revisions, or ``extension``) from ``list``."""
+    tags = {}
+    for line in _ANSI.sub("", output).splitlines():
+        match = _LISTED.match(line.strip())
+        if match:
+            name, listed = match.groups()
+            tags[name] = tuple(tag.strip() for tag in listed.split(",") if tag.strip())
+    return tags
+
+
+def list_scenarios(node: str, cli: Path) -> dict[str, tuple[str, ...]]:
+    command = [node, str(cli), "list", "--server"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    return parse_listing(result.stdout)
+
+
 def run_leg(
     node: str, cli: Path, url: str, era: str, *, scenario: str | None, verbose: bool
 ) -> list[tuple[str, bool, int, int]]:
     command = [node, str(cli), "server", "--url", url, "--spec-version", era]
     command += ["--scenario", scenario] if scenario else ["--suite", "all"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    output = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)
+    output = _ANSI.sub("", result.stdout + result.stderr)
     if verbose:
         print(output)
-    rows = []
-    for line in output.splitlines():
-        match = _SUMMARY.match(line.strip())
-        if match:
-            mark, name, passed, failed = match.groups()
-            rows.append((name, mark == "✓", int(passed), int(failed)))
+    rows = parse_summary(output)
     if scenario and not rows:  # a single scenario prints no summary: read its verdict
         passed = "FAILURE" not in output and result.returncode == 0
         rows.append((scenario, passed, output.count("SUCCESS"), output.count("FAILURE")))
     return rows
+
+
+def _checks(count: int) -> str:
+    return f"{count} check" if count == 1 else f"{count} checks"
+
+
+def markdown_table(
+    outcomes: Sequence[Outcome],
+    tags: dict[str, tuple[str, ...]],
+    *,
+    command: str,
+    date: str,
+    engines: Sequence[str] = ENGINES,
+) -> str:
+    """Which revision each scenario tests and its result on each engine, as Markdown."""
+    runs: dict[str, dict[tuple[str, str], Outcome]] = {}
+    for outcome in outcomes:
+        runs.setdefault(outcome.scenario, {})[(outcome.engine, outcome.era)] = outcome
+    names = list(tags) + sorted(set(runs) - set(tags))
+    passed = sum(o.ok for o in outcomes)
+    lines = [
+        "# Conformance",
+        "",
+        "The official MCP conformance suite's server scenarios against "
+        f"`connscale serve --transport http --app {APP}`, on each engine. A scenario runs at "
+        "each protocol revision the run asks for (`--spec-version`) that the suite tags it "
+        "with: 2025-11-25 is the handshake era (`initialize`, sessions), 2026-07-28 the "
+        "stateless one (`server/discover`, the per-request envelope, `subscriptions/listen`). "
+        "Extension scenarios (tasks, skills) test optional extensions, not a revision: a "
+        "run at a revision leaves them out. Written by "
+        "`scripts/conformance.py --markdown` from the run it describes; `make conformance` "
+        "runs the same scenarios.",
+        "",
+        f"- Command: `{command}`",
+        f"- Suite: `@modelcontextprotocol/conformance@{SUITE_VERSION}`",
+        f"- Date: {date}",
+        f"- Result: {passed} of {len(outcomes)} scenario runs passed",
+        "",
+        "| scenario | revisions the suite tags it with | revision(s) it runs at here | "
+        + " | ".join(engines)
+        + " |",
+        "|---|---|---|" + "---|" * len(engines),
+    ]
+    for name in names:
+        ran = runs.get(name, {})
+        eras = sorted({era for _, era in ran})
+        cells = []
+        for engine in engines:
+            verdicts = []
+            for era in eras:
+                found = ran.get((engine, era))
+                if found is None:
+                    verdicts.append(f"{era}: not run")
+                elif found.ok and not found.passed:
+                    verdicts.append(f"{era}: pass (no scored check: informational only)")
+                elif found.ok:
+                    verdicts.append(f"{era}: pass ({_checks(found.passed)})")
+                else:
+                    total = _checks(found.passed + found.failed)
+                    verdicts.append(f"{era}: **FAIL** ({found.failed} of {total} failed)")
+            cells.append("<br>".join(verdicts) or "not run")
+        listed = ", ".join(tags.get(name, ())) or "-"
+        where = ", ".join(eras) or (
+            "not run: an extension, not a revision"
+            if "extension" in tags.get(name, ())
+            else "not run"
+        )
+        lines.append(f"| `{name}` | {listed} | {where} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--era", choices=ERAS, action="append", help="default: both")
     parser.add_argument("--scenario", help="run one scenario only")
     parser.add_argument("--verbose", action="store_true", help="print the suite's own output")
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE",
+        help="write a Markdown table: each scenario's revisions and its result per engine",
+    )
     args = parser.parse_args(argv)
     try:
         node = ensure_node()
@@ -167,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     except SetupError as exc:
         print(f"conformance: error: {exc}", file=sys.stderr)
         return 2
-    failures = 0
-    total = 0
-    for engine in args.engine or ENGINES:
+    outcomes: list[Outcome] = []
+    engines = args.engine or list(ENGINES)
+    for engine in engines:
         with tempfile.TemporaryDirectory() as scratch:
             try:
                 process, port = serve(engine, Path(scratch) / "ready.json")
@@ -182,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                     for name, ok, passed, failed in run_leg(
                         node, cli, url, era, scenario=args.scenario, verbose=args.verbose
                     ):
-                        total += 1
-                        failures += not ok
+                        outcomes.append(Outcome(engine, era, name, ok, passed, failed))
                         verdict = "PASS" if ok else "FAIL"
                         print(
                             f"{verdict}  {engine:7}  {era}  {name}  "
@@ -193,7 +311,16 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 process.terminate()
                 process.wait(15)
+    failures = sum(not outcome.ok for outcome in outcomes)
+    total = len(outcomes)
     print(f"{total - failures} of {total} scenario runs passed (suite {SUITE_VERSION})")
+    if args.markdown is not None:
+        command = "python scripts/conformance.py " + " ".join(argv or sys.argv[1:])
+        tags = {} if args.scenario else list_scenarios(node, cli)
+        date = datetime.now(UTC).date().isoformat()
+        table = markdown_table(outcomes, tags, command=command.strip(), date=date, engines=engines)
+        args.markdown.write_text(table, encoding="utf-8")
+        print(f"wrote {args.markdown}")
     return 1 if failures or not total else 0
 
 

@@ -22,6 +22,7 @@ from connscale.core.protocol.surface import Surface
 from connscale.core.protocol.tokens import SessionSealer
 from connscale.core.session import SessionTable, Transport
 from connscale.engines._runner import CallRunner
+from connscale.loadgen.protocols.base import CLOSED, READY, Conn
 from connscale.server.reference import build_reference_app
 from connscale.testing import ServingThread, serve_in_thread
 
@@ -530,3 +531,36 @@ def served(
 
     with testing.served(tmp_path, arguments, env=env, timeout=timeout) as running_server:
         yield running_server
+
+
+# -- a load-generator protocol driven by bytes ---------------------------------------------------
+
+
+class FakeLink:
+    """A load generator's ``Link`` recording what a protocol reports; ``written``: what it sent."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.events: list[str] = []
+
+    def write(self, conn: Conn, data: bytes) -> None:
+        self.written += data
+
+    def ready(self, conn: Conn) -> None:
+        conn.state = READY
+        self.events.append("ready")
+
+    def answered(self, conn: Conn, *, error: bool) -> None:
+        conn.pending_id = -1
+        self.events.append(f"answered error={error}")
+
+    def refused(self, conn: Conn, reason: str, detail: str) -> None:
+        conn.state = CLOSED
+        self.events.append(f"refused {reason}: {detail}")
+
+    def lost(self, conn: Conn, reason: str) -> None:
+        conn.state = CLOSED
+        self.events.append(f"lost {reason}")
+
+    def server_event(self, conn: Conn) -> None:
+        self.events.append("event")

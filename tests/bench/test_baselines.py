@@ -10,7 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connscale.bench.baselines import TCP_BASELINES, McpApp, sdk_available, write_ready_file
+from connscale.bench.baselines import (
+    TCP_BASELINES,
+    McpApp,
+    missing,
+    sdk_available,
+    write_ready_file,
+)
 from connscale.bench.orchestrator import default_servers, running_server
 from connscale.loadgen.swarm import Swarm
 
@@ -101,3 +107,26 @@ def test_sdk_baseline_over_streamable_http(tmp_path: Path) -> None:
             assert result is not None and result.requests > 0 and result.errors == 0
         finally:
             swarm.close_all()
+
+
+@pytest.mark.sdk
+def test_sdk_baseline_serves_listen_streams_and_stateless_calls(tmp_path: Path) -> None:
+    if not sdk_available() or missing("mcp-sdk", "mcp-listen") is not None:
+        pytest.skip("the official MCP SDK 2.x is not installed")
+    spec = default_servers(names=["mcp-sdk:mcp-listen"])[0]
+    with running_server(spec, tmp_path) as server:
+        listens = Swarm(server.host, server.port, protocol="mcp-listen")
+        calls = Swarm(server.host, server.port, protocol="mcp-stateless")
+        try:
+            for swarm in (listens, calls):
+                swarm.grow(5)
+                swarm.run_until(lambda s=swarm: not s.growing, time.monotonic() + 30)
+                assert swarm.status().established == 5, swarm.status().first_error
+            calls.start_traffic(duration=0.3, concurrency=2, mix=(("echo", 1), ("list", 1)))
+            calls.run_until(lambda: calls.traffic_result() is not None, time.monotonic() + 10)
+            result = calls.traffic_result()
+            assert result is not None and result.requests > 0 and result.errors == 0
+            assert listens.status().dropped == 0
+        finally:
+            listens.close_all()
+            calls.close_all()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from connscale.bench.config import BenchConfig, default_plateaus
+from connscale.bench.config import BenchConfig, default_plateaus, plateaus_for
 from connscale.bench.lifecycle import RunningServer
 from connscale.bench.observer import BenchObserver
 from connscale.bench.orchestrator import (
@@ -62,6 +62,26 @@ def test_default_plateaus() -> None:
     assert default_plateaus(300) == (300,)
     with pytest.raises(ConfigurationError):
         default_plateaus(0)
+
+
+def test_a_server_capped_below_the_ladder_gets_it_scaled_down() -> None:
+    ladder = (1000, 2000, 4000, 8000, 16_000)
+    assert plateaus_for(ladder, 1000, scale=True) == (62, 125, 250, 500, 1000)
+    assert plateaus_for(ladder, 1000) == (1000,)  # without scaling: what fits
+    assert plateaus_for(ladder, 4000, scale=True) == (1000, 2000, 4000)  # three fit
+    assert plateaus_for((200, 500, 1000), 1000, scale=True) == (200, 500, 1000)
+    assert plateaus_for((1000, 2000), 500, scale=True) == (250, 500)
+    assert plateaus_for((10,), 3, scale=True) == (3,)
+
+
+def test_measure_server_notes_a_scaled_ladder(tmp_path: Path) -> None:
+    spec = default_servers(names=["asyncio-protocol"], max_connections=600)[0]
+    spec = replace(spec, max_connections=150, scale_plateaus=True)
+    result = measure_server(spec, replace(SMALL, throughput_connections=50), tmp_path)
+    assert result.error is None, result.error
+    assert [p.connections for p in result.plateaus] == [50, 100, 150]
+    assert any("scaled down to this server's cap of 150" in note for note in result.notes)
+    assert result.scaling is not None
 
 
 def test_outputs_are_written(tmp_path: Path) -> None:

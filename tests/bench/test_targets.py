@@ -41,6 +41,38 @@ def test_websocket_and_raw_tcp_baselines_are_chosen_by_name() -> None:
     assert "connscale-epoll" in specs and "mcp-sdk" in specs
 
 
+def test_a_server_is_measured_in_another_protocol_it_speaks() -> None:
+    names = ["connscale:mcp-listen", "mcp-sdk:mcp-listen", "connscale:mcp-stateless"]
+    names += ["mcp-sdk:mcp-stateless", "mcp-sdk:mcp-http", "connscale:mcp"]
+    specs = default_servers(names=names, max_connections=16_000)
+    assert [(s.name, s.protocol, s.transport) for s in specs] == [
+        ("connscale-listen", "mcp-listen", "http"),
+        ("mcp-sdk-listen", "mcp-listen", "http"),
+        ("connscale-stateless", "mcp-stateless", "http"),
+        ("mcp-sdk-stateless", "mcp-stateless", "http"),
+        ("mcp-sdk", "mcp-http", "http"),
+        ("connscale-epoll", "mcp", "tcp"),
+    ]
+    listen, sdk_listen = specs[0], specs[1]
+    assert listen.argv[listen.argv.index("--engine") + 1] == "epoll"
+    assert listen.argv[listen.argv.index("--transport") + 1] == "http"
+    assert listen.max_connections == 16_000 and not listen.scale_plateaus
+    stateless = specs[2].argv  # held idle between requests: no keep-alive timeout to drop it
+    assert stateless[stateless.index("--http-keepalive-timeout") + 1] == "3600"
+    assert "--http-keepalive-timeout" not in listen.argv
+    # The SDK refuses its 1,025th listen stream: it gets its own plateaus up to 1,000.
+    assert sdk_listen.max_connections == 1000 and sdk_listen.scale_plateaus
+    assert specs[3].max_connections == 15_000 and not specs[3].scale_plateaus
+    for wrong, message in (
+        ("connscale:websocket", "connscale does not speak 'websocket'"),
+        ("mcp-sdk:mcp", "mcp-sdk does not speak 'mcp'"),
+        ("asyncio-streams:mcp-listen", "asyncio-streams does not speak"),
+        ("nginx:mcp-listen", "unknown server"),
+    ):
+        with pytest.raises(ConfigurationError, match=message):
+            default_servers(names=[wrong])
+
+
 def test_custom_server_spec_and_a_name_without_slashes() -> None:
     spec = custom_server("python -m myserver --fast", 9000, max_connections=10)
     assert spec.argv == ("python", "-m", "myserver", "--fast") and spec.port == 9000

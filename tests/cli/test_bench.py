@@ -10,6 +10,7 @@ import pytest
 
 from connscale.bench.baselines import missing
 from connscale.cli import main
+from connscale.loadgen.protocols import PROTOCOL_NAMES
 from connscale.report.schema import read_run
 
 
@@ -105,6 +106,9 @@ def test_bench_argument_errors_are_one_line(capsys: pytest.CaptureFixture[str]) 
     assert main(["bench", "--quick", "--plateaus", "a,b"]) == 2
     assert main(["bench", "--quick", "--servers", "nginx"]) == 2
     assert "unknown server" in capsys.readouterr().err
+    assert main(["bench", "--quick", "--servers", "connscale:websocket"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "connscale does not speak 'websocket'" in err
     assert main(["bench", "--target", "garbage"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "NAME:PROTOCOL[/PATH]:PORT:COMMAND" in err
@@ -152,7 +156,7 @@ def test_help_says_what_a_target_can_speak(capsys: pytest.CaptureFixture[str]) -
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out
-        for protocol in ("mcp", "mcp-http", "websocket", "tcp", "sse", "http"):
+        for protocol in PROTOCOL_NAMES:
             assert protocol in text, (command, protocol)
 
 

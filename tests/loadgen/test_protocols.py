@@ -16,40 +16,11 @@ from wsproto.events import AcceptConnection, Ping, Request, TextMessage
 
 from connscale.errors import ConfigurationError
 from connscale.loadgen.protocols import PROTOCOL_NAMES, ProtocolOptions, make_protocol
-from connscale.loadgen.protocols.base import CLOSED, HANDSHAKE, READY, Conn
+from connscale.loadgen.protocols.base import HANDSHAKE, Conn
 from connscale.loadgen.protocols.mcp import decode_reply
 from connscale.loadgen.protocols.sse import EventStream
 from connscale.loadgen.swarm import Swarm
-
-
-class FakeLink:
-    """Records what a protocol reports; ``written`` holds the bytes it sent."""
-
-    def __init__(self) -> None:
-        self.written = b""
-        self.events: list[str] = []
-
-    def write(self, conn: Conn, data: bytes) -> None:
-        self.written += data
-
-    def ready(self, conn: Conn) -> None:
-        conn.state = READY
-        self.events.append("ready")
-
-    def answered(self, conn: Conn, *, error: bool) -> None:
-        conn.pending_id = -1
-        self.events.append(f"answered error={error}")
-
-    def refused(self, conn: Conn, reason: str, detail: str) -> None:
-        conn.state = CLOSED
-        self.events.append(f"refused {reason}: {detail}")
-
-    def lost(self, conn: Conn, reason: str) -> None:
-        conn.state = CLOSED
-        self.events.append(f"lost {reason}")
-
-    def server_event(self, conn: Conn) -> None:
-        self.events.append("event")
+from support import FakeLink
 
 
 @pytest.fixture
@@ -61,7 +32,16 @@ def conn() -> Iterator[Conn]:
 
 
 def test_every_protocol_is_listed_and_unknown_ones_are_refused() -> None:
-    assert PROTOCOL_NAMES == ("mcp", "mcp-http", "websocket", "tcp", "sse", "http")
+    assert PROTOCOL_NAMES == (
+        "mcp",
+        "mcp-http",
+        "mcp-listen",
+        "mcp-stateless",
+        "websocket",
+        "tcp",
+        "sse",
+        "http",
+    )
     with pytest.raises(ConfigurationError, match="unknown protocol"):
         make_protocol("gopher")
 

@@ -50,6 +50,24 @@ def test_targets_are_judged_from_the_run() -> None:
     assert check_targets(_run(slow))[0].met is None
 
 
+def test_a_listen_run_is_judged_by_bytes_per_stream() -> None:
+    listen = ServerResult(
+        name="connscale-listen",
+        protocol="mcp-listen",
+        max_connections=16_000,
+        scaling=Scaling(fixed_overhead=1e7, marginal_bytes=120, r_squared=0.99, step_cv=0.1),
+    )
+    checks = {c.name: c for c in check_targets(_run(listen))}
+    check = checks["marginal USS per open subscriptions/listen stream <= 150 B"]
+    assert check.met is True and check.detail == "120 B per stream"
+    listen.scaling = Scaling(fixed_overhead=1e7, marginal_bytes=151, r_squared=0.99)
+    assert not next(c for c in check_targets(_run(listen)) if "listen" in c.name).met
+    listen.scaling = None
+    assert next(c for c in check_targets(_run(listen)) if "listen" in c.name).met is None
+    tcp = ServerResult(name="connscale-epoll", protocol="mcp", max_connections=1)
+    assert not [c for c in check_targets(_run(tcp)) if "listen" in c.name]
+
+
 def test_every_protocol_shares_one_table() -> None:
     servers = [
         ServerResult(

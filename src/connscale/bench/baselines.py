@@ -9,6 +9,9 @@ tools/list, tools/call with ``echo`` and ``consult_experts``), session state in 
 - ``mcp-sdk`` (HTTP): the official MCP Python SDK's Streamable HTTP app under uvicorn,
   when the SDK is installed; with ``--app file.py:mcp``, a server of the user's own
   (``connscale bench --app`` runs it this way beside connscale serving the same object).
+  SDK 2.x also serves MCP 2026-07-28 on the same endpoint (``--servers mcp-sdk:mcp-listen``
+  or ``mcp-sdk:mcp-stateless``): its ``MCPServer`` serves ``subscriptions/listen`` with its
+  defaults, which refuse a process's 1,025th stream ("Subscription limit reached").
 
 Other long-lived-connection servers, for ``--protocol`` runs (the ``baselines`` extra):
 
@@ -67,6 +70,11 @@ BASELINE_PROTOCOLS: dict[str, str] = {
     "aiohttp-sse": "sse",
     "aiohttp-keepalive": "http",
 }
+#: Protocols a baseline also serves beside its own (``--servers NAME:PROTOCOL``).
+ALSO_SPEAKS: dict[str, tuple[str, ...]] = {"mcp-sdk": ("mcp-listen", "mcp-stateless")}
+#: The official SDK's ``ListenHandler`` refuses more than 1,024 open listen streams per
+#: process; a bench takes it to 1,000.
+SDK_MAX_LISTEN_STREAMS = 1000
 BACKLOG = 4096
 SERVER_INFO = {"name": "baseline", "version": "1.0"}
 TOOLS = [
@@ -83,12 +91,15 @@ TOOLS = [
 ]
 
 
-def missing(name: str) -> str | None:
-    """Why baseline ``name`` cannot run here (a library not installed), or None."""
+def missing(name: str, protocol: str | None = None) -> str | None:
+    """Why baseline ``name`` cannot run here (a library not installed, or one too old to
+    speak ``protocol``), or None."""
     import importlib.util
 
     if name == "mcp-sdk" and not sdk_available():
         return "the official MCP SDK is not installed (pip install 'connscale[sdk]')"
+    if name == "mcp-sdk" and protocol in ALSO_SPEAKS["mcp-sdk"] and not sdk_serves_listen():
+        return "the installed MCP SDK predates 2026-07-28 (SDK 2.x serves it)"
     library = {"websockets-echo": "websockets"}.get(name)
     if name.startswith("aiohttp-"):
         library = "aiohttp"
@@ -106,6 +117,16 @@ def sdk_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def sdk_serves_listen() -> bool:
+    """True when the installed SDK serves 2026-07-28 and ``subscriptions/listen`` (2.x)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("mcp.server.subscriptions") is not None
+    except ImportError:
+        return False
 
 
 def _sdk_server_class() -> Any:
@@ -518,7 +539,12 @@ def serve_sdk(
     app: str | None = None,
 ) -> None:
     """Serve the official MCP SDK's Streamable HTTP app under uvicorn: the baseline's own
-    tools, or the SDK server object ``app`` names (``file.py:mcp``) as its author runs it."""
+    tools, or the SDK server object ``app`` names (``file.py:mcp``) as its author runs it.
+
+    Both eras on one endpoint, as the SDK does by default: sessions for ``initialize``, and
+    (SDK 2.x) 2026-07-28 requests, ``subscriptions/listen`` included, through the
+    ``MCPServer``'s own in-process subscription bus with its default limits.
+    """
     import uvicorn
 
     if app is not None:
@@ -636,16 +662,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = [
+    "ALSO_SPEAKS",
     "BASELINES",
     "BASELINE_PROTOCOLS",
     "HTTP_BASELINES",
     "OTHER_BASELINES",
+    "SDK_MAX_LISTEN_STREAMS",
     "TCP_BASELINES",
     "McpApp",
     "McpProtocol",
     "main",
     "missing",
     "sdk_available",
+    "sdk_serves_listen",
     "serve_aiohttp",
     "serve_aiohttp_keepalive",
     "serve_aiohttp_sse",

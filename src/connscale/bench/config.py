@@ -12,6 +12,8 @@ CONNECTIONS_PER_WORKER = 12_500
 BASELINE_MAX_CONNECTIONS = 15_000
 DEFAULT_MAX_CONNECTIONS = 100_000
 QUICK_PLATEAUS = (200, 500, 1000)
+#: Fewest plateaus a fit is made from when the ladder has that many.
+MIN_PLATEAUS = 3
 
 
 @dataclass(frozen=True)
@@ -66,11 +68,27 @@ def default_plateaus(max_connections: int) -> tuple[int, ...]:
     return tuple(sorted(level for level in levels if level > 0))
 
 
+def plateaus_for(ladder: tuple[int, ...], cap: int, *, scale: bool = False) -> tuple[int, ...]:
+    """The plateaus of ``ladder`` a server capped at ``cap`` connections is measured at.
+
+    Those up to ``cap``; with ``scale``, when fewer than ``MIN_PLATEAUS`` of them fit, the
+    whole ladder scaled down to ``cap`` (same shape, so the server still gets a fit, on its
+    own levels: the official SDK, which refuses its 1,025th listen stream, for example).
+    """
+    within = tuple(level for level in ladder if level <= cap)
+    if not scale or len(within) >= min(MIN_PLATEAUS, len(ladder)) or not ladder:
+        return within
+    top = max(ladder)
+    return tuple(sorted({max(1, round(level * cap / top)) for level in ladder}))
+
+
 __all__ = [
     "BASELINE_MAX_CONNECTIONS",
     "CONNECTIONS_PER_WORKER",
     "DEFAULT_MAX_CONNECTIONS",
+    "MIN_PLATEAUS",
     "QUICK_PLATEAUS",
     "BenchConfig",
     "default_plateaus",
+    "plateaus_for",
 ]

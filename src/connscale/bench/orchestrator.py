@@ -29,6 +29,7 @@ from connscale.bench.config import (
     QUICK_PLATEAUS,
     BenchConfig,
     default_plateaus,
+    plateaus_for,
 )
 from connscale.bench.lifecycle import (
     RunningServer,
@@ -90,7 +91,12 @@ def measure_server(
         _stop(result, f"not run: {spec.unavailable}")
         observer.server_done(spec, result)
         return result
-    plateaus = [level for level in config.plateaus if level <= spec.max_connections]
+    plateaus = list(plateaus_for(config.plateaus, spec.max_connections, scale=spec.scale_plateaus))
+    if not set(plateaus) <= set(config.plateaus):
+        result.notes.append(
+            f"plateaus {', '.join(f'{p:,}' for p in plateaus)}: the run's ladder scaled down to "
+            f"this server's cap of {spec.max_connections:,} connections"
+        )
     if not plateaus:
         _stop(result, "no plateau within this server's maximum connections")
         observer.server_done(spec, result)

@@ -2,9 +2,11 @@
 
 A ``ServerSpec`` says how to start a server, which protocol the load generator speaks to
 it, and how far to take it. ``default_servers`` gives the reference server and the
-baselines (``--servers`` picks among them, always honored); ``parse_target`` reads the
-repeatable ``--target NAME:PROTOCOL[/PATH]:PORT:COMMAND`` that puts a user's servers
-beside them in the same run.
+baselines (``--servers`` picks among them, always honored; ``NAME:PROTOCOL`` picks another
+protocol a server speaks, e.g. ``connscale:mcp-listen mcp-sdk:mcp-listen`` for MCP
+2026-07-28 listen streams side by side); ``parse_target`` reads the repeatable
+``--target NAME:PROTOCOL[/PATH]:PORT:COMMAND`` that puts a user's servers beside them in
+the same run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from connscale.bench.baselines import BASELINE_PROTOCOLS, HTTP_BASELINES, TCP_BASELINES, missing
+from connscale.bench.baselines import (
+    ALSO_SPEAKS,
+    BASELINE_PROTOCOLS,
+    HTTP_BASELINES,
+    SDK_MAX_LISTEN_STREAMS,
+    TCP_BASELINES,
+    missing,
+)
 from connscale.bench.config import (
     BASELINE_MAX_CONNECTIONS,
     CONNECTIONS_PER_WORKER,
@@ -28,7 +37,9 @@ from connscale.errors import ConfigurationError
 from connscale.loadgen.protocols import PROTOCOL_NAMES
 
 #: Protocols carried over HTTP (the rest speak straight over TCP).
-HTTP_PROTOCOLS = frozenset({"mcp-http", "websocket", "sse", "http"})
+HTTP_PROTOCOLS = frozenset({"mcp-http", "mcp-listen", "mcp-stateless", "websocket", "sse", "http"})
+#: What the reference server speaks (``--servers connscale:PROTOCOL``); the first is TCP's.
+REFERENCE_PROTOCOLS = ("mcp", "mcp-http", "mcp-listen", "mcp-stateless")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -49,6 +60,9 @@ class ServerSpec:
     path: str | None = None  # HTTP path for websocket, sse, http, mcp-http
     probe: str | None = None  # raw TCP: a line each connection must answer
     call: str | None = None  # MCP: the tools/call params (JSON) its traffic phases send
+    #: Capped below the run's ladder (fewer than three of its plateaus fit): measure at the
+    #: ladder scaled down to ``max_connections`` instead, so the server still gets a fit.
+    scale_plateaus: bool = False
 
 
 def transport_of(protocol: str) -> str:
@@ -66,53 +80,80 @@ def default_servers(
 
     Without ``names``: the reference server for ``transport`` and that transport's MCP
     baselines. ``names`` may name any baseline (WebSocket and raw TCP ones included),
-    ``connscale`` for the reference server, or ``all``.
+    ``connscale`` for the reference server, or ``all``; ``NAME:PROTOCOL`` measures a server
+    in another protocol it speaks (``connscale:mcp-listen``, ``mcp-sdk:mcp-stateless``).
     """
     python = sys.executable
     workers = 2 if quick else max(1, math.ceil(max_connections / CONNECTIONS_PER_WORKER))
-    engine = "epoll" if transport == "tcp" else None
-    serve = [python, "-m", "connscale", "serve", "--transport", transport, "--port", "0"]
-    serve += ["--workers", str(workers)]
-    if engine:
-        serve += ["--engine", engine]
-    reference = ServerSpec(
-        name=f"connscale-{engine or transport}",
-        argv=tuple(serve),
-        transport=transport,
-        workers=workers,
-        max_connections=max_connections,
-        unavailable=_reference_server_missing(),
-        protocol="mcp" if transport == "tcp" else "mcp-http",
-    )
     known = ("connscale", *BASELINE_PROTOCOLS)
     if names is None:
         chosen = ["connscale", *(TCP_BASELINES if transport == "tcp" else HTTP_BASELINES)]
     else:
-        unknown = [name for name in names if name not in (*known, "all")]
+        unknown = [n for n in names if n.partition(":")[0] not in (*known, "all")]
         if unknown:
             raise ConfigurationError(
                 f"unknown server(s) {unknown}; choose from {', '.join(known)} or all"
             )
         chosen = list(known) if "all" in names else list(dict.fromkeys(names))
     specs = []
-    for name in chosen:
+    for entry in chosen:
+        name, _, protocol = entry.partition(":")
         if name == "connscale":
-            specs.append(reference)
+            default = REFERENCE_PROTOCOLS[0 if transport == "tcp" else 1]
+            protocol = _spoken(name, protocol or default, REFERENCE_PROTOCOLS)
+            specs.append(_reference_server(protocol, workers, max_connections))
             continue
-        protocol = BASELINE_PROTOCOLS[name]
+        own = BASELINE_PROTOCOLS[name]
+        protocol = _spoken(name, protocol or own, (own, *ALSO_SPEAKS.get(name, ())))
+        cap = min(max_connections, BASELINE_MAX_CONNECTIONS)
+        if name == "mcp-sdk" and protocol == "mcp-listen":
+            cap = min(cap, SDK_MAX_LISTEN_STREAMS)
         specs.append(
             ServerSpec(
-                name=name,
+                name=name if protocol == own else f"{name}-{protocol.removeprefix('mcp-')}",
                 argv=(python, "-m", "connscale.bench.baselines", name, "--port", "0"),
                 transport=transport_of(protocol),
-                max_connections=min(max_connections, BASELINE_MAX_CONNECTIONS),
-                unavailable=missing(name),
+                max_connections=cap,
+                unavailable=missing(name, protocol),
                 protocol=protocol,
                 probe="ping" if protocol == "tcp" else None,
                 path="/events" if protocol == "sse" else None,
+                scale_plateaus=protocol == "mcp-listen",
             )
         )
     return specs
+
+
+def _spoken(name: str, protocol: str, speaks: Sequence[str]) -> str:
+    if protocol not in speaks:
+        raise ConfigurationError(
+            f"{name} does not speak {protocol!r}; choose from {', '.join(speaks)}"
+        )
+    return protocol
+
+
+def _reference_server(protocol: str, workers: int, max_connections: int) -> ServerSpec:
+    """``connscale serve`` for ``protocol``: epoll for TCP and the 2026-07-28 protocols."""
+    transport = transport_of(protocol)
+    engine = "epoll" if protocol != "mcp-http" else None
+    python = sys.executable
+    serve = [python, "-m", "connscale", "serve", "--transport", transport, "--port", "0"]
+    serve += ["--workers", str(workers)]
+    if engine:
+        serve += ["--engine", engine]
+    if protocol == "mcp-stateless":
+        # Held idle between requests: a held connection is the point (as for the baselines).
+        serve += ["--http-keepalive-timeout", "3600"]
+    suffix = "epoll" if protocol == "mcp" else protocol.removeprefix("mcp-")
+    return ServerSpec(
+        name=f"connscale-{suffix}",
+        argv=tuple(serve),
+        transport=transport,
+        workers=workers,
+        max_connections=max_connections,
+        unavailable=_reference_server_missing(),
+        protocol=protocol,
+    )
 
 
 def _default_name(argv: Sequence[str]) -> str:
@@ -241,6 +282,7 @@ def _reference_server_missing() -> str | None:
 
 __all__ = [
     "HTTP_PROTOCOLS",
+    "REFERENCE_PROTOCOLS",
     "TARGET_FORMAT",
     "ServerSpec",
     "custom_server",

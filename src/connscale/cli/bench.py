@@ -27,13 +27,24 @@ baselines for --transport (asyncio streams, asyncio Protocol, uvloop Protocol; t
 official MCP SDK for http). --servers picks baselines by name and is always honored,
 beside your targets too: connscale, asyncio-streams, asyncio-protocol, uvloop-protocol,
 mcp-sdk, websockets-echo and aiohttp-ws (WebSocket), asyncio-tcp-echo (raw TCP),
-aiohttp-sse (SSE), aiohttp-keepalive (HTTP keep-alive), or all.
+aiohttp-sse (SSE), aiohttp-keepalive (HTTP keep-alive), or all. NAME:PROTOCOL measures
+a server in another protocol it speaks: connscale (mcp, mcp-http, mcp-listen,
+mcp-stateless) and mcp-sdk (mcp-http, mcp-listen, mcp-stateless). MCP 2026-07-28 listen
+streams side by side:
+  connscale bench --servers connscale:mcp-listen mcp-sdk:mcp-listen \\
+      --plateaus 1000,2000,4000,8000,16000
+(the SDK refuses a process's 1,025th listen stream, so it is measured at the ladder
+scaled down to 1,000).
 
 Your own servers: --target NAME:PROTOCOL[/PATH]:PORT:COMMAND, repeatable. The bench
 starts COMMAND (the rest of the text, colons included), waits for PORT, and speaks
 PROTOCOL to it:
   mcp        MCP over TCP (newline-delimited JSON-RPC, initialize handshake)
   mcp-http   MCP Streamable HTTP (POSTs to PATH, default /mcp)
+  mcp-listen     MCP 2026-07-28: one subscriptions/listen stream per connection
+                 (POST to PATH, default /mcp), held from its acknowledgement
+  mcp-stateless  MCP 2026-07-28: server/discover, then held on keep-alive;
+                 stateless tools/call traffic
   websocket  RFC 6455 handshake to PATH (default /), then held; ping traffic
   tcp        raw TCP, held once connected; --probe LINE checks each connection
              (a line back) and gives echo traffic
@@ -71,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--servers",
         nargs="+",
         metavar="NAME",
-        help="baselines to run, always honored (see above; 'all' for every one)",
+        help="baselines to run, always honored (NAME or NAME:PROTOCOL, see above; 'all')",
     )
     parser.add_argument(
         "--target",

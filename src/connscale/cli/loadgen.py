@@ -14,17 +14,20 @@ neither the per-process open-files limit nor the ephemeral ports of one address 
 the run.
 
 Protocols: mcp (MCP over TCP: newline-delimited JSON-RPC, initialize handshake; the
-default), mcp-http (MCP Streamable HTTP), websocket (RFC 6455 handshake to --path, then
-held), tcp (raw TCP: held as soon as connected; --probe LINE sends a line each
-connection must answer), sse (GET --path with Accept: text/event-stream, held, events
-counted), http (one GET --path, then the idle keep-alive connection is held).
+default), mcp-http (MCP Streamable HTTP), mcp-listen (MCP 2026-07-28: one
+subscriptions/listen stream per connection, held from its acknowledgement, events
+counted), mcp-stateless (MCP 2026-07-28: server/discover, then stateless requests on
+keep-alive), websocket (RFC 6455 handshake to --path, then held), tcp (raw TCP: held as
+soon as connected; --probe LINE sends a line each connection must answer), sse (GET
+--path with Accept: text/event-stream, held, events counted), http (one GET --path, then
+the idle keep-alive connection is held).
 
 With --rate (requests per second per connection, open loop) or --concurrency (requests
 in flight, closed loop) it drives traffic for --duration seconds and prints throughput
-and latency percentiles (p50, p99, p99.9): MCP ping / tools/call (--mix), WebSocket
-ping or echo, the TCP probe line echoed, a repeated HTTP GET. Connections the server
-drops while they are held are counted with the first reason seen, and make the run fail
-(exit 2). Everything stops by itself.
+and latency percentiles (p50, p99, p99.9): MCP ping / tools/call (--mix; stateless
+tools/call for mcp-stateless), WebSocket ping or echo, the TCP probe line echoed, a
+repeated HTTP GET. Connections the server drops while they are held are counted with the
+first reason seen, and make the run fail (exit 2). Everything stops by itself.
 """
 
 
@@ -36,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--protocol", choices=PROTOCOL_NAMES, default="mcp", help="what the target speaks"
     )
     parser.add_argument(
-        "--path", help="HTTP path (websocket /, sse /events, http /, mcp-http /mcp)"
+        "--path", help="HTTP path (websocket /, sse /events, http /, mcp-* over HTTP /mcp)"
     )
     parser.add_argument("--probe", metavar="LINE", help="tcp: a line each connection must answer")
     parser.add_argument("--connections", type=int, required=True)
@@ -48,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mix",
         help="request mix, e.g. ping=0.8,echo=0.2 (mcp: ping, echo, list, experts; "
-        "websocket: ping, echo; tcp: echo; http: get)",
+        "mcp-stateless: echo, experts, list, discover; websocket: ping, echo; tcp: echo; "
+        "http: get)",
     )
     parser.add_argument("--processes", type=int, help="client processes (default: planned)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to connect all")

@@ -10,6 +10,8 @@ from connscale.report.schema import Run, ServerResult, Traffic
 #: Targets the summary judges for the reference server.
 TARGET_STEP_CV = 0.05
 TARGET_P99_MS = 50.0
+#: Marginal USS of one open 2026-07-28 ``subscriptions/listen`` stream (protocol mcp-listen).
+TARGET_LISTEN_BYTES = 150
 
 
 def latency_at_max(result: ServerResult) -> Traffic | None:
@@ -43,6 +45,15 @@ def check_targets(run: Run, *, reference_prefix: str = "connscale") -> list[Targ
             "not measured" if cv is None else f"CV = {cv:.4f}",
         )
     )
+    if reference.protocol == "mcp-listen":
+        marginal = reference.scaling.marginal_bytes if reference.scaling else None
+        checks.append(
+            TargetCheck(
+                f"marginal USS per open subscriptions/listen stream <= {TARGET_LISTEN_BYTES} B",
+                None if marginal is None else marginal <= TARGET_LISTEN_BYTES,
+                "not measured" if marginal is None else f"{marginal:,.0f} B per stream",
+            )
+        )
     latency = latency_at_max(reference)
     p99 = latency.p99_ms if latency else None
     checks.append(
@@ -168,6 +179,7 @@ def summary_markdown(run: Run) -> str:
 
 __all__ = [
     "SUMMARY_COLUMNS",
+    "TARGET_LISTEN_BYTES",
     "TARGET_P99_MS",
     "TARGET_STEP_CV",
     "TargetCheck",
