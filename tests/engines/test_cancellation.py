@@ -84,3 +84,23 @@ def test_a_cancelled_call_over_http_ends_its_post_without_an_answer(engine: str)
         assert b"data:" not in body  # the stream ends with no message in it
         waiting.close()
         assert json.loads(line(ping(1))) == ping(1)
+
+
+def test_a_call_cancelled_before_its_task_ran_is_cleared_and_not_answered(engine: str) -> None:
+    """The call and its cancellation in one read: the task is cancelled before its first
+    step. The call must still leave the session's pending set (its id is free, a half-close
+    is not kept waiting for an answer) and its coroutine must be closed, not left unawaited."""
+    watched = Watched()
+    with running(engine, app=watched.app) as server:
+        client = LineClient(server.port)
+        client.initialize()
+        client.send(line(call_wait(5)) + line(cancel(5)) + line(ping(6)))
+        assert client.receive() == {"jsonrpc": "2.0", "id": 6, "result": {}}
+        assert server.statistics().tool_calls_in_flight == 0  # ping came after: cleared
+        assert watched.started == 0
+        client.send(call_wait(5))  # the id is free again
+        assert server.wait_for(lambda: watched.started == 1)
+        client.send(cancel(5))
+        assert server.wait_for(lambda: watched.cancelled == 1)
+        client.sock.shutdown(socket.SHUT_WR)  # nothing is owed: the server closes
+        assert client.receive() is None

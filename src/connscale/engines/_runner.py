@@ -11,9 +11,11 @@ dict that holds only the requests in flight, each with a timeout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import logging
+from asyncio import Task
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -70,7 +72,24 @@ class CallRunner:
             channel.finish_call(call, protocol.complete(call, outcome))
             return
         task = asyncio.get_running_loop().create_task(self._finish(call, outcome))
+        task.add_done_callback(functools.partial(self._cancelled_unfinished, call, outcome))
         self._running[call.key, call.request_id] = (call, task)
+
+    def _cancelled_unfinished(
+        self, call: Call, awaitable: Awaitable[Any], task: Task[None]
+    ) -> None:
+        """A task cancelled before ``_finish`` could handle it (before its first step, as when
+        the call and its cancellation came in one read): do what ``_finish`` would have."""
+        if not task.cancelled():
+            return  # _finish ran its course: it catches the call's own cancellation
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()  # never awaited: close it, or Python warns at collection
+        self._running.pop((call.key, call.request_id), None)
+        call.cancelled = True
+        call.protocol.fail(call, INTERNAL_ERROR, "cancelled")  # clears it from pending
+        channel = call.channel
+        if channel is not None:
+            channel.finish_call(call, None)
 
     def _invoke(self, call: Call) -> Any:
         surface = self.surface
