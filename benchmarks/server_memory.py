@@ -13,6 +13,14 @@ server's user+system CPU time spent during each ramp divided by the sessions it 
 Scenarios: ``epoll-tcp``, ``asyncio-tcp`` (uvloop when installed), ``asyncio-tcp-stdlib``
 (the standard loop), ``epoll-http-sse`` and ``asyncio-http-sse`` (each session: a POSTed
 ``initialize`` on a short connection, then a GET event stream held open).
+
+``--app TARGET`` serves that App instead of the reference tools (the same target
+``connscale serve --app`` takes). ``--hold task`` or ``--hold request`` (TCP scenarios)
+leaves one call in flight per session, from ``benchmarks/held_app.py``: a running task
+(``wait``), or a running task awaiting a server-to-client request the client never answers
+(``ask``). The slope then is an idle session plus what that call costs while it lasts:
+
+    .venv/bin/python -m benchmarks.server_memory --scenarios epoll-tcp --hold request
 """
 
 from __future__ import annotations
@@ -41,6 +49,10 @@ INIT = (
     b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
 )
 INIT_BODY = INIT.split(b"\n")[0]
+# The client that holds calls declares elicitation, so that ``ask`` may send its request.
+INIT_ELICITING = INIT.replace(b'"capabilities":{}', b'"capabilities":{"elicitation":{}}')
+HELD_APP = str(Path(__file__).with_name("held_app.py")) + ":app"
+HOLD_TOOLS = {"task": "wait", "request": "ask"}
 
 SCENARIOS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "epoll-tcp": ("epoll", "tcp", ()),
@@ -77,7 +89,14 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
 
-def start(engine: str, transport: str, extra: tuple[str, ...], workdir: Path) -> Server:
+def start(
+    engine: str,
+    transport: str,
+    extra: tuple[str, ...],
+    workdir: Path,
+    app: str | None = None,
+    handshake_timeout: float = 600.0,
+) -> Server:
     ready = workdir / "ready.json"
     stats_dir = workdir / "stats"
     command = [
@@ -96,9 +115,11 @@ def start(engine: str, transport: str, extra: tuple[str, ...], workdir: Path) ->
         "--stats-dir",
         str(stats_dir),
         "--handshake-timeout",
-        "600",
+        str(handshake_timeout),
         *extra,
     ]
+    if app is not None:
+        command += ["--app", app]
     process = subprocess.Popen(command)
     info = wait_ready_file(ready, process, name="connscale serve", timeout=30)
     return Server(process, info["port"], info["pids"][0], stats_dir)
@@ -114,20 +135,37 @@ def read_until(sock: socket.socket, marker: bytes) -> bytes:
     return data
 
 
-def open_tcp_sessions(port: int, count: int, held: list[socket.socket]) -> None:
+def held_call(tool: str) -> bytes:
+    """A tools/call of ``tool`` that asks for progress, so its start can be seen."""
+    return (
+        b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"%b",'
+        b'"_meta":{"progressToken":1}}}\n' % tool.encode()
+    )
+
+
+def open_tcp_sessions(
+    port: int, count: int, held: list[socket.socket], hold: str | None = None
+) -> None:
+    # Sessions are opened 200 at a time, so that the server is never sent more handshakes
+    # than its backlog holds; a held call is running once its progress notification came
+    # (``ask``: once its elicitation request came too).
+    expected = {None: b"\n", "task": b"notifications/progress", "request": b"elicitation/create"}
+    opening = INIT if hold is None else INIT_ELICITING + held_call(HOLD_TOOLS[hold])
     batch: list[socket.socket] = []
+
+    def settle() -> None:
+        for pending in batch:
+            read_until(pending, expected[hold])
+        held.extend(batch)
+        batch.clear()
+
     for _ in range(count):
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        sock.sendall(INIT)
+        sock.sendall(opening)
         batch.append(sock)
         if len(batch) == 200:
-            for pending in batch:
-                read_until(pending, b"\n")
-            held.extend(batch)
-            batch = []
-    for pending in batch:
-        read_until(pending, b"\n")
-    held.extend(batch)
+            settle()
+    settle()
 
 
 def open_http_sessions(port: int, count: int, held: list[socket.socket]) -> None:
@@ -170,11 +208,20 @@ def settled_uss(server: Server, expected: int, samples: int = 5) -> float:
     return float(statistics.median(readings))
 
 
-def run_scenario(name: str, plateaus: list[int]) -> dict[str, Any]:
+def run_scenario(
+    name: str,
+    plateaus: list[int],
+    app: str | None = None,
+    hold: str | None = None,
+    handshake_timeout: float = 600.0,
+) -> dict[str, Any]:
     engine, transport, extra = SCENARIOS[name]
+    if hold is not None and transport != "tcp":
+        raise SystemExit(f"--hold needs a TCP scenario, not {name}")
     held: list[socket.socket] = []
     with tempfile.TemporaryDirectory(prefix="connscale-bench-") as workdir:
-        server = start(engine, transport, extra, Path(workdir))
+        chosen = HELD_APP if hold else app
+        server = start(engine, transport, extra, Path(workdir), chosen, handshake_timeout)
         try:
             points = [(0.0, settled_uss(server, 0))]
             cpu_per_session: list[float] = []
@@ -182,9 +229,11 @@ def run_scenario(name: str, plateaus: list[int]) -> dict[str, Any]:
             for target in plateaus:
                 cpu_before = server.cpu_seconds()
                 if transport == "tcp":
-                    open_tcp_sessions(server.port, target - opened, held)
+                    open_tcp_sessions(server.port, target - opened, held, hold)
                 else:
                     open_http_sessions(server.port, target - opened, held)
+                if handshake_timeout < 60:  # let the sessions' handshake timers fire first
+                    time.sleep(handshake_timeout + 1.0)
                 uss = settled_uss(server, target)
                 cpu_per_session.append((server.cpu_seconds() - cpu_before) / (target - opened))
                 opened = target
@@ -196,7 +245,7 @@ def run_scenario(name: str, plateaus: list[int]) -> dict[str, Any]:
             server.process.wait(30)
     fit = scaling(points)
     return {
-        "scenario": name,
+        "scenario": name if hold is None else f"{name}, a {hold} held per session",
         "marginal_bytes": round(fit.marginal_bytes, 1),
         "fixed_overhead_bytes": round(fit.fixed_overhead),
         "r_squared": round(fit.r_squared, 4),
@@ -212,9 +261,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--plateaus", default="1000,2000,4000,8000")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--app", help="serve this App (file.py:attribute or module:attribute)")
+    parser.add_argument(
+        "--hold",
+        choices=sorted(HOLD_TOOLS),
+        help="TCP: keep one call in flight per session (task: a running tool; request: a tool "
+        "awaiting the client's answer to elicitation/create)",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=600.0,
+        help="the server's handshake timeout (default 600 s: every session's handshake timer, "
+        "8 B in the server's timer wheel, is still pending when memory is read); under 60 s, "
+        "each plateau is read that long after its ramp, once the timers have fired",
+    )
     args = parser.parse_args(argv)
     plateaus = [int(value) for value in args.plateaus.split(",")]
-    results = [run_scenario(name, plateaus) for name in args.scenarios.split(",")]
+    names = args.scenarios.split(",")
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
+    results = [
+        run_scenario(name, plateaus, args.app, args.hold, args.handshake_timeout) for name in names
+    ]
     print("| scenario | marginal B/session | fixed overhead | R² | step marginals | setup CPU µs |")
     print("|---|---|---|---|---|---|")
     for r in results:

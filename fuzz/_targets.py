@@ -27,6 +27,9 @@ DOCUMENTED_STATUSES: Final = frozenset(
     {200, 202, 400, 401, 403, 404, 405, 406, 409, 413, 415, 421, 431, 503}
 )
 TOOLS: Final = [{"name": "echo", "description": "e", "inputSchema": {"type": "object"}}]
+RESOURCES: Final = [{"uri": "fuzz://note", "name": "note", "mimeType": "text/plain"}]
+TEMPLATES: Final = [{"uriTemplate": "fuzz://notes/{id}", "name": "notes"}]
+PROMPTS: Final = [{"name": "hello", "arguments": [{"name": "who", "required": False}]}]
 SMALL_LIMITS: Final = ServerLimits(
     max_frame_bytes=512, max_header_bytes=1024, max_json_depth=16, max_pending_per_session=4
 )
@@ -38,15 +41,29 @@ KEY: Final = b"fuzzing-key-" * 2 + b"fuzzkey!"
 
 
 class EchoSurface:
-    """One synchronous tool, ``echo``; everything else is refused as the protocol says."""
+    """One synchronous tool (``echo``), one resource, one template and one prompt, so that
+    every method of the server surface (lists, reads, gets, completion, subscriptions) is
+    reached; anything else is refused as the protocol says."""
 
     info = ServerInfo("fuzz", "1")
 
     def capabilities(self) -> Mapping[str, Any]:
-        return {"tools": {"listChanged": False}}
+        return {
+            "tools": {"listChanged": True},
+            "resources": {"subscribe": True, "listChanged": True},
+            "prompts": {"listChanged": True},
+            "completions": {},
+            "logging": {},
+        }
 
     def listing(self, kind: ListKind) -> list[dict[str, Any]]:
-        return TOOLS if kind == "tools" else []
+        lists: dict[str, list[dict[str, Any]]] = {
+            "tools": TOOLS,
+            "resources": RESOURCES,
+            "resourceTemplates": TEMPLATES,
+            "prompts": PROMPTS,
+        }
+        return lists.get(kind, [])
 
     def call_tool(self, name: str, arguments: Mapping[str, Any], context: CallContext) -> Any:
         if name != "echo":
@@ -54,10 +71,15 @@ class EchoSurface:
         return {"content": [], "isError": False}
 
     def read_resource(self, uri: str, context: CallContext) -> Any:
-        raise ProtocolError("no resources", -32002)
+        if uri != "fuzz://note":
+            raise ProtocolError("no such resource", -32002)
+        return {"contents": [{"uri": uri, "mimeType": "text/plain", "text": "note"}]}
 
     def get_prompt(self, name: str, arguments: Mapping[str, str], context: CallContext) -> Any:
-        raise ProtocolError("no prompts", -32602)
+        if name != "hello":
+            raise ProtocolError("no such prompt", -32602)
+        text = f"hello {arguments.get('who', 'you')}"
+        return {"messages": [{"role": "user", "content": {"type": "text", "text": text}}]}
 
     def complete(self, ref: Any, argument: Any, arguments: Any, context: CallContext) -> Any:
         return {"completion": {"values": []}}
@@ -67,12 +89,21 @@ class EchoSurface:
 
 
 class InlineRunner:
-    """Answers every call at once, synchronously (the surface above never awaits)."""
+    """Answers every call at once, synchronously (the surface above never awaits), choosing
+    the surface method by the call's method as the engines' runner does."""
 
     def start(self, call: Call) -> None:
         assert call.channel is not None
+        surface = call.protocol.surface
         try:
-            result = call.protocol.surface.call_tool(call.target, call.arguments, call)
+            if call.method == "tools/call":
+                result = surface.call_tool(call.target, call.arguments, call)
+            elif call.method == "resources/read":
+                result = surface.read_resource(call.target, call)
+            elif call.method == "prompts/get":
+                result = surface.get_prompt(call.target, call.arguments, call)
+            else:
+                result = surface.complete(call.target, call.arguments, call.context_arguments, call)
             reply = call.protocol.complete(call, result)
         except ProtocolError as exc:
             reply = call.protocol.fail(call, exc.code, str(exc))

@@ -32,7 +32,7 @@ from connscale.app import (
 )
 from connscale.clock import FakeClock
 from connscale.core.protocol.surface import ServerInfo
-from connscale.errors import ConfigurationError, ProtocolError
+from connscale.errors import ClientUnreachableError, ConfigurationError, ProtocolError
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -246,6 +246,25 @@ def test_raising_tool_is_an_error_result_and_logged(caplog: pytest.LogCaptureFix
     records = [r for r in caplog.records if r.name == "connscale.app"]
     assert ["explode" in r.getMessage() for r in records] == [True, True]
     assert all(r.exc_info is not None for r in records)
+
+
+def test_a_client_gone_away_is_logged_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tool waiting on its client when the client leaves: an error result (never sent,
+    the call is over), an info line and no traceback, so that many leaving clients do not
+    flood the log with one traceback each."""
+    app = App("t")
+
+    @app.tool()
+    async def ask() -> str:
+        raise ClientUnreachableError("the client disconnected")
+
+    with caplog.at_level(logging.DEBUG, logger="connscale.app"):
+        result = settle(app.call_tool("ask", {}, FakeCall()))
+    assert result["isError"] and "disconnected" in result["content"][0]["text"]
+    records = [r for r in caplog.records if r.name == "connscale.app"]
+    assert [(r.levelno, r.exc_info) for r in records] == [(logging.INFO, None)]
 
 
 def test_protocol_error_from_a_tool_passes_through() -> None:

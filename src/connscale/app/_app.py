@@ -63,7 +63,7 @@ from connscale.core.protocol.surface import (
     Surface,
     SurfaceListener,
 )
-from connscale.errors import ConfigurationError, ProtocolError
+from connscale.errors import ClientUnreachableError, ConfigurationError, ProtocolError
 
 __all__ = ["App", "CompletionArgument", "PromptRef", "ResourceTemplateRef"]
 
@@ -390,7 +390,13 @@ class App:
 
     def _failure_reporter(self, name: str) -> Callable[[Exception], Result]:
         def failed(exc: Exception) -> Result:
-            logger.error("tool %r raised %s", name, type(exc).__name__, exc_info=exc)
+            if isinstance(exc, ClientUnreachableError):
+                # The client went away (or has no stream) while the tool waited on it: an
+                # everyday event, not a server error; a traceback per call would flood the
+                # log when many clients leave at once.
+                logger.info("tool %r stopped: %s", name, exc)
+            else:
+                logger.error("tool %r raised %s", name, type(exc).__name__, exc_info=exc)
             return error_result(f"Error executing tool {name}: {exc}")
 
         return failed

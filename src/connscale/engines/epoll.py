@@ -77,6 +77,11 @@ class EpollEngine:
         self._open = lazy_zeroed(size)  # 1 from accept to os.close
         self._reading = lazy_zeroed(size)  # 1 while the fd's mask asks for input
         self._unsent: dict[int, bytearray] = {}  # output, only while the kernel buffer is full
+        # Every read lands in this one buffer and only what arrived is copied out: os.read
+        # would allocate 64 KiB from the C heap for each read and shrink it, and those
+        # short-lived large blocks fragment the heap (measured: 10-30 B more per session).
+        self._input = bytearray(_RECV_SIZE)
+        self._input_view = memoryview(self._input)
         self._close_after_flush: set[int] = set()
         self._epoll: select.epoll | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,14 +195,14 @@ class EpollEngine:
 
     def _read(self, fd: int) -> None:
         try:
-            data = os.read(fd, _RECV_SIZE)
+            size = os.readv(fd, (self._input,))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self._close_now(fd)
             return
-        if data:
-            self.core.receive(fd, data)
+        if size:
+            self.core.receive(fd, self._input_view[:size].tobytes())
         else:
             self.core.eof(fd)
 
