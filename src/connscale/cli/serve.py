@@ -1,4 +1,5 @@
-"""``connscale serve``: run the reference MCP server (TCP or Streamable HTTP)."""
+"""``connscale serve``: serve an MCP app (yours with --app, or the reference tools) over
+TCP, Streamable HTTP or stdio."""
 
 from __future__ import annotations
 

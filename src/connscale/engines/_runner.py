@@ -47,6 +47,11 @@ class CallRunner:
         self.default_timeout = default_timeout
         self._running: dict[tuple[SessionKey, int | str], tuple[Call, asyncio.Task[None]]] = {}
         self._waiting: dict[int, tuple[SessionKey, asyncio.Future[Any]]] = {}
+        # Which calls and requests each session has, while it has any: closing a session
+        # then touches its own, not every call in flight (closing N sessions with calls
+        # running was O(N^2): 8,000 took over 30 s).
+        self._calls_of: dict[SessionKey, set[int | str]] = {}
+        self._requests_of: dict[SessionKey, set[int]] = {}
         self._ids = itertools.count(1)
 
     @property
@@ -74,6 +79,25 @@ class CallRunner:
         task = asyncio.get_running_loop().create_task(self._finish(call, outcome))
         task.add_done_callback(functools.partial(self._cancelled_unfinished, call, outcome))
         self._running[call.key, call.request_id] = (call, task)
+        self._calls_of.setdefault(call.key, set()).add(call.request_id)
+
+    def _forget_call(self, call: Call) -> None:
+        if self._running.pop((call.key, call.request_id), None) is None:
+            return
+        calls = self._calls_of.get(call.key)
+        if calls is not None:
+            calls.discard(call.request_id)
+            if not calls:
+                del self._calls_of[call.key]
+
+    def _forget_request(self, key: SessionKey, request_id: int) -> None:
+        if self._waiting.pop(request_id, None) is None:
+            return
+        requests = self._requests_of.get(key)
+        if requests is not None:
+            requests.discard(request_id)
+            if not requests:
+                del self._requests_of[key]
 
     def _cancelled_unfinished(
         self, call: Call, awaitable: Awaitable[Any], task: Task[None]
@@ -84,7 +108,7 @@ class CallRunner:
             return  # _finish ran its course: it catches the call's own cancellation
         if inspect.iscoroutine(awaitable):
             awaitable.close()  # never awaited: close it, or Python warns at collection
-        self._running.pop((call.key, call.request_id), None)
+        self._forget_call(call)
         call.cancelled = True
         call.protocol.fail(call, INTERNAL_ERROR, "cancelled")  # clears it from pending
         channel = call.channel
@@ -127,7 +151,7 @@ class CallRunner:
         else:
             reply = protocol.complete(call, result)
         finally:
-            self._running.pop((call.key, call.request_id), None)
+            self._forget_call(call)
         if call.cancelled:
             reply = None  # MCP: a cancelled request gets no response
         channel.finish_call(call, reply)
@@ -144,15 +168,15 @@ class CallRunner:
 
     def session_closed(self, key: SessionKey) -> None:
         """The session's connection ended: cancel its calls and its requests to the client."""
-        for (owner, _request_id), (call, task) in list(self._running.items()):
-            if owner == key:
-                call.cancelled = True
-                task.cancel()
-        for request_id, (owner, future) in list(self._waiting.items()):
-            if owner == key:
-                del self._waiting[request_id]
-                if not future.done():
-                    future.set_exception(ClientUnreachableError("the client disconnected"))
+        for request_id in self._calls_of.get(key, ()):
+            entry = self._running.get((key, request_id))
+            if entry is not None:
+                entry[0].cancelled = True
+                entry[1].cancel()  # _finish (or _cancelled_unfinished) forgets the call
+        for request_id in self._requests_of.pop(key, ()):
+            entry = self._waiting.pop(request_id, None)
+            if entry is not None and not entry[1].done():
+                entry[1].set_exception(ClientUnreachableError("the client disconnected"))
 
     # -- server-to-client requests -------------------------------------------------------------
 
@@ -172,6 +196,7 @@ class CallRunner:
         request_id = next(self._ids)
         future: asyncio.Future[Any] = loop.create_future()
         self._waiting[request_id] = (call.key, future)
+        self._requests_of.setdefault(call.key, set()).add(request_id)
         try:
             if not channel.notify_call(call, encode_request(request_id, method, params)):
                 raise ClientUnreachableError(
@@ -183,7 +208,7 @@ class CallRunner:
             except TimeoutError:
                 raise TimeoutError(f"{method}: the client did not answer within {wait} s") from None
         finally:
-            self._waiting.pop(request_id, None)
+            self._forget_request(call.key, request_id)
 
     def answered(self, key: SessionKey, response: ClientResponse) -> bool:
         """The client answered request ``response.id``; False when nothing waits for it."""
@@ -193,7 +218,7 @@ class CallRunner:
         entry = self._waiting.get(request_id)
         if entry is None or entry[0] != key:
             return False  # unknown, late, or another session's: ignored
-        del self._waiting[request_id]
+        self._forget_request(key, request_id)
         future = entry[1]
         if future.done():
             return False
