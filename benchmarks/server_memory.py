@@ -95,6 +95,7 @@ def start(
     extra: tuple[str, ...],
     workdir: Path,
     app: str | None = None,
+    *,
     handshake_timeout: float = 600.0,
 ) -> Server:
     ready = workdir / "ready.json"
@@ -221,7 +222,9 @@ def run_scenario(
     held: list[socket.socket] = []
     with tempfile.TemporaryDirectory(prefix="connscale-bench-") as workdir:
         chosen = HELD_APP if hold else app
-        server = start(engine, transport, extra, Path(workdir), chosen, handshake_timeout)
+        server = start(
+            engine, transport, extra, Path(workdir), chosen, handshake_timeout=handshake_timeout
+        )
         try:
             points = [(0.0, settled_uss(server, 0))]
             cpu_per_session: list[float] = []
