@@ -169,14 +169,14 @@ class CallRunner:
     def session_closed(self, key: SessionKey) -> None:
         """The session's connection ended: cancel its calls and its requests to the client."""
         for request_id in self._calls_of.get(key, ()):
-            entry = self._running.get((key, request_id))
-            if entry is not None:
-                entry[0].cancelled = True
-                entry[1].cancel()  # _finish (or _cancelled_unfinished) forgets the call
-        for request_id in self._requests_of.pop(key, ()):
-            entry = self._waiting.pop(request_id, None)
-            if entry is not None and not entry[1].done():
-                entry[1].set_exception(ClientUnreachableError("the client disconnected"))
+            running = self._running.get((key, request_id))
+            if running is not None:
+                running[0].cancelled = True
+                running[1].cancel()  # _finish (or _cancelled_unfinished) forgets the call
+        for waiting_id in self._requests_of.pop(key, ()):
+            waiting = self._waiting.pop(waiting_id, None)
+            if waiting is not None and not waiting[1].done():
+                waiting[1].set_exception(ClientUnreachableError("the client disconnected"))
 
     # -- server-to-client requests -------------------------------------------------------------
 
