@@ -421,6 +421,22 @@ class App:
         def invalid(exc: msgspec.ValidationError) -> Result:
             return error_result(argument_error(exc, "tool", name, "argument"))
 
+        def calling(run: Callable[[Any, Context | None], Awaitable[Result]]) -> Call:
+            """The caller of an async or blocking tool: convert here, run in ``run``."""
+
+            def call(arguments: Any, call_context: CallContext) -> Any:
+                try:
+                    if hook is None:
+                        converted = convert(arguments, arguments_type)
+                    else:
+                        converted = convert(arguments, arguments_type, dec_hook=hook)
+                except validation_error as exc:
+                    return invalid(exc)
+                context = Context(call_context, self) if wants_context else None
+                return run(converted, context)
+
+            return call
+
         def finished(value: Any) -> Result:
             try:
                 return finish(value)
@@ -441,18 +457,7 @@ class App:
                     return {"content": [{"type": "text", "text": value}], "isError": False}
                 return finished(value)
 
-            def call_async(arguments: Any, call_context: CallContext) -> Any:
-                try:
-                    if hook is None:
-                        converted = convert(arguments, arguments_type)
-                    else:
-                        converted = convert(arguments, arguments_type, dec_hook=hook)
-                except validation_error as exc:
-                    return invalid(exc)
-                context = Context(call_context, self) if wants_context else None
-                return run_async(converted, context)
-
-            return call_async
+            return calling(run_async)
 
         if blocking:
 
@@ -466,18 +471,7 @@ class App:
                     return failed(exc)
                 return finished(value)
 
-            def call_blocking(arguments: Any, call_context: CallContext) -> Any:
-                try:
-                    if hook is None:
-                        converted = convert(arguments, arguments_type)
-                    else:
-                        converted = convert(arguments, arguments_type, dec_hook=hook)
-                except validation_error as exc:
-                    return invalid(exc)
-                context = Context(call_context, self) if wants_context else None
-                return run_blocking(converted, context)
-
-            return call_blocking
+            return calling(run_blocking)
 
         timer = self._timer
         threshold = self._slow_call_threshold

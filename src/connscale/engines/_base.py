@@ -24,6 +24,17 @@ class EngineStatistics:
     tool_calls_in_flight: int
     accepted: int = 0
 
+    @classmethod
+    def of(cls, core: ConnectionCore, tool_calls_in_flight: int) -> EngineStatistics:
+        """An engine's statistics: its core's counts and its runner's calls in flight."""
+        counts = core.statistics()
+        return cls(
+            connections=counts.connections,
+            sessions=counts.sessions,
+            tool_calls_in_flight=tool_calls_in_flight,
+            accepted=counts.accepted,
+        )
+
 
 class Engine(Protocol):
     """An I/O engine: moves bytes between sockets and its ``ConnectionCore``, nothing more.

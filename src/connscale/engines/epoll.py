@@ -134,13 +134,7 @@ class EpollEngine:
         self._epoll = None
 
     def statistics(self) -> EngineStatistics:
-        core = self.core.statistics()
-        return EngineStatistics(
-            connections=core.connections,
-            sessions=core.sessions,
-            tool_calls_in_flight=self.runner.in_flight,
-            accepted=core.accepted,
-        )
+        return EngineStatistics.of(self.core, self.runner.in_flight)
 
     def run_timers(self) -> None:
         """Expire the core's timers against the clock now (tests drive a fake clock)."""

@@ -128,13 +128,7 @@ class StdioEngine:
         self.closed.set()
 
     def statistics(self) -> EngineStatistics:
-        core = self.core.statistics()
-        return EngineStatistics(
-            connections=core.connections,
-            sessions=core.sessions,
-            tool_calls_in_flight=self.runner.in_flight,
-            accepted=core.accepted,
-        )
+        return EngineStatistics.of(self.core, self.runner.in_flight)
 
     def run_timers(self) -> None:
         if self._waker is not None:
