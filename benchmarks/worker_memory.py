@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from connscale.bench.orchestrator import wait_ready_file
 from connscale.memory import sample_group
+from connscale.testing import served
 
 MIB = 2**20
 HEADER = (
@@ -32,21 +30,16 @@ HEADER = (
 
 
 def measure(workers: int, start_method: str, readings: int, extra: list[str]) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="connscale-workers-") as folder:
-        ready = Path(folder) / "ready.json"
-        command = [sys.executable, "-m", "connscale", "serve", "--workers", str(workers)]
-        command += ["--start-method", start_method, "--ready-file", str(ready), *extra]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        try:
-            info = wait_ready_file(ready, process, name="connscale serve", timeout=120)
-            pids = [info["supervisor_pid"], *info["pids"]]
-            samples = []
-            for _ in range(readings):
-                samples.append(sample_group(pids))
-                time.sleep(0.2)
-        finally:
-            process.terminate()
-            process.wait(30)
+    arguments = ["--workers", str(workers), "--start-method", start_method, *extra]
+    with (
+        tempfile.TemporaryDirectory(prefix="connscale-workers-") as folder,
+        served(Path(folder), arguments, timeout=120) as (_process, info),
+    ):
+        pids = [info["supervisor_pid"], *info["pids"]]
+        samples = []
+        for _ in range(readings):
+            samples.append(sample_group(pids))
+            time.sleep(0.2)
     pss = [s.pss for s in samples]
     uss = [s.uss for s in samples]
     if any(value is None for value in pss + uss):

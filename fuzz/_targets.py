@@ -18,6 +18,7 @@ from connscale.core.protocol.mcp import Call, Cancel, McpProtocol, Outcome, Sess
 from connscale.core.protocol.surface import CallContext, ListKind, ServerInfo, SurfaceListener
 from connscale.core.protocol.tokens import RevocationTable, SessionSealer
 from connscale.core.session import SessionTable, Transport
+from connscale.engines._runner import invoke_surface
 from connscale.errors import ProtocolError
 
 #: JSON-RPC error codes the server may answer with (docs/SERVER.md, "Protocol").
@@ -89,21 +90,13 @@ class EchoSurface:
 
 
 class InlineRunner:
-    """Answers every call at once, synchronously (the surface above never awaits), choosing
-    the surface method by the call's method as the engines' runner does."""
+    """Answers every call at once, synchronously (the surface above never awaits), through
+    the engines' own choice of surface method (``invoke_surface``)."""
 
     def start(self, call: Call) -> None:
         assert call.channel is not None
-        surface = call.protocol.surface
         try:
-            if call.method == "tools/call":
-                result = surface.call_tool(call.target, call.arguments, call)
-            elif call.method == "resources/read":
-                result = surface.read_resource(call.target, call)
-            elif call.method == "prompts/get":
-                result = surface.get_prompt(call.target, call.arguments, call)
-            else:
-                result = surface.complete(call.target, call.arguments, call.context_arguments, call)
+            result = invoke_surface(call.protocol.surface, call)
             reply = call.protocol.complete(call, result)
         except ProtocolError as exc:
             reply = call.protocol.fail(call, exc.code, str(exc))

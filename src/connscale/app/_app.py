@@ -56,6 +56,8 @@ from connscale.app._signature import (
 )
 from connscale.app._templates import UriTemplate
 from connscale.clock import Timer, monotonic
+from connscale.core.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
+from connscale.core.protocol.mcp import RESOURCE_NOT_FOUND
 from connscale.core.protocol.surface import (
     CallContext,
     ListKind,
@@ -73,9 +75,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 Result = dict[str, Any]
 Call = Callable[[Any, CallContext], Any]
 
-INVALID_PARAMS: Final = -32602
-INTERNAL_ERROR: Final = -32603
-RESOURCE_NOT_FOUND: Final = -32002
 #: ``completion/complete`` answers at most this many values (the specification's limit).
 MAX_COMPLETIONS: Final = 100
 #: Tool names as the specification recommends them (SEP-986).

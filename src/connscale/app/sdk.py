@@ -73,6 +73,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from connscale.core.protocol.jsonrpc import INTERNAL_ERROR, INVALID_PARAMS
 from connscale.core.protocol.stateless import InputRequired
 from connscale.core.protocol.surface import (
     LOG_LEVELS,
@@ -94,8 +95,6 @@ __all__ = ["SdkServerInfo", "SdkSurface", "is_sdk_server", "sdk_surface"]
 
 logger = logging.getLogger("connscale.app.sdk")
 
-INVALID_PARAMS: Final = -32602
-INTERNAL_ERROR: Final = -32603
 #: Where the SDK's own ``request_state`` rides inside connscale's sealed ``requestState``.
 STATE_KEY: Final = "connscale.sdk/requestState"
 

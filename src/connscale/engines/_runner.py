@@ -27,7 +27,7 @@ from connscale.core.protocol.stateless import InputRequired
 from connscale.core.protocol.surface import Surface
 from connscale.errors import ClientUnreachableError, ProtocolError
 
-__all__ = ["CallRunner"]
+__all__ = ["CallRunner", "invoke_surface"]
 
 _log = logging.getLogger("connscale.calls")
 _decode = msgspec.json.decode
@@ -37,6 +37,24 @@ class _ErrorObject(msgspec.Struct):
     code: int = INTERNAL_ERROR
     message: str = "error"
     data: Any = None
+
+
+def invoke_surface(surface: Surface, call: Call) -> Any:
+    """The surface method that runs ``call``: its result, or an awaitable of it."""
+    method = call.method
+    if method == "tools/call":
+        return surface.call_tool(call.target, call.arguments, call)
+    if method == "resources/read":
+        return surface.read_resource(call.target, call)
+    if method == "prompts/get":
+        return surface.get_prompt(call.target, call.arguments, call)
+    return surface.complete(call.target, call.arguments, call.context_arguments, call)
+
+
+def _mark_cancelled(call: Call) -> None:
+    """A cancelled call: never answered (MCP), and cleared from its session's pending set."""
+    call.cancelled = True
+    call.protocol.fail(call, INTERNAL_ERROR, "cancelled")
 
 
 class CallRunner:
@@ -65,7 +83,7 @@ class CallRunner:
         assert channel is not None
         protocol = call.protocol
         try:
-            outcome = self._invoke(call)
+            outcome = invoke_surface(self.surface, call)
         except ProtocolError as exc:
             channel.finish_call(call, protocol.fail(call, exc.code, str(exc), exc.data))
             return
@@ -109,22 +127,10 @@ class CallRunner:
         if inspect.iscoroutine(awaitable):
             awaitable.close()  # never awaited: close it, or Python warns at collection
         self._forget_call(call)
-        call.cancelled = True
-        call.protocol.fail(call, INTERNAL_ERROR, "cancelled")  # clears it from pending
+        _mark_cancelled(call)
         channel = call.channel
         if channel is not None:
             channel.finish_call(call, None)
-
-    def _invoke(self, call: Call) -> Any:
-        surface = self.surface
-        method = call.method
-        if method == "tools/call":
-            return surface.call_tool(call.target, call.arguments, call)
-        if method == "resources/read":
-            return surface.read_resource(call.target, call)
-        if method == "prompts/get":
-            return surface.get_prompt(call.target, call.arguments, call)
-        return surface.complete(call.target, call.arguments, call.context_arguments, call)
 
     async def _finish(self, call: Call, awaitable: Awaitable[Any]) -> None:
         protocol = call.protocol
@@ -140,9 +146,8 @@ class CallRunner:
             await asyncio.sleep(0)
             reply = protocol.input_required(call)
         except asyncio.CancelledError:
-            call.cancelled = True
+            _mark_cancelled(call)
             reply = None
-            protocol.fail(call, INTERNAL_ERROR, "cancelled")  # clears it from pending
         except ProtocolError as exc:
             reply = protocol.fail(call, exc.code, str(exc), exc.data)
         except Exception as exc:
