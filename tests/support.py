@@ -151,7 +151,9 @@ class CorePipe:
         self.surface = surface or reference_surface()
         self.protocol = McpProtocol(
             self.surface,
-            SessionTable(index_by_id=http),
+            # As the server builds them: HTTP finds sessions by id; a TCP session's slot is
+            # its connection's number.
+            SessionTable(index_by_id=True) if http else SessionTable(addressed=True),
             limits=limits or ServerLimits(),
             transport=Transport.HTTP if http else Transport.TCP,
         )

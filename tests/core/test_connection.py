@@ -202,6 +202,26 @@ def test_connections_over_the_limit_or_without_a_slot_are_refused() -> None:
     assert pipe.core.statistics().connections == 2
 
 
+def test_a_line_session_lives_in_the_slot_numbered_like_its_connection() -> None:
+    pipe = CorePipe()
+    assert pipe.core.open(7) and pipe.core.open(3)
+    assert sorted(pipe.protocol.table.slots()) == [3, 7]
+    assert "result" in pipe.messages(7, line(INIT))[0]
+    assert pipe.protocol.is_initialized(7) and not pipe.protocol.is_initialized(3)
+    pipe.core.closed(7)
+    assert list(pipe.protocol.table.slots()) == [3]
+    assert pipe.core.open(7)  # the number is free again: a new session, not initialized
+    assert not pipe.protocol.is_initialized(7)
+
+
+def test_a_connection_whose_slot_the_table_cannot_hold_is_refused() -> None:
+    pipe = CorePipe(capacity=64)
+    pipe.protocol.table._max_capacity = 16  # a table smaller than the connection numbers
+    assert pipe.core.open(15)
+    assert not pipe.core.open(16)
+    assert pipe.core.statistics().connections == 1
+
+
 def test_closing_frees_the_session_and_cancels_its_calls() -> None:
     pipe = CorePipe(hold={"echo"})
     connection = ready(pipe)

@@ -156,7 +156,7 @@ def test_a_freed_slot_keeps_nothing() -> None:
     for field in FIELD_TABLE:
         if field.name not in ALLOCATE_ARGUMENTS:
             assert table.get(slot, field.name) == field.default, field.name
-    assert len(table._values_client) == len(table._values_protocol) == 0
+    assert len(table._values_handshake) == 0
 
 
 def test_table_and_session_share_no_mutable_value() -> None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connscale.core.session import (
+    EMPTY_CAPABILITIES,
     FIELDS,
     MISSING,
     Phase,
@@ -228,13 +229,28 @@ def test_intern_tables_free_values_no_session_uses() -> None:
     second = table.allocate()
     table.update(first, client_name="a", client_version="1", protocol_version="p")
     table.update(second, client_name="a", client_version="1", protocol_version="p")
-    assert len(table._values_client) == 1
+    assert len(table._values_handshake) == 1  # what both declared: one tuple, one code
     table.update(first, client_name="b")
-    assert len(table._values_client) == 2
+    assert len(table._values_handshake) == 2
+    assert table.get(second, "client_name") == "a"
     table.free(second)
     table.free(first)
-    assert len(table._values_client) == 0
-    assert len(table._values_protocol) == 0
+    assert len(table._values_handshake) == 0
+
+
+def test_a_whole_handshake_costs_one_code_and_empty_capabilities_none() -> None:
+    table = SessionTable()
+    slot = table.allocate()
+    assert table.get(slot, "capabilities") is EMPTY_CAPABILITIES
+    table.update(slot, capabilities={})  # empty: held as code 0, like a fresh slot
+    assert table._codes_handshake[slot] == 0 and len(table._values_handshake) == 0
+    table.update(slot, protocol_version="p", client_name="c", capabilities=CAPS)
+    assert len(table._values_handshake) == 1
+    assert table.get(slot, "capabilities") == intern_capabilities(CAPS)
+    assert table.get(slot, "client_version") is None
+    table.update(slot, capabilities={})
+    assert table.get(slot, "capabilities") is EMPTY_CAPABILITIES
+    assert table.get(slot, "protocol_version") == "p"
 
 
 def test_find_by_session_id() -> None:
@@ -250,6 +266,58 @@ def test_find_by_session_id() -> None:
     assert table.find(new_id) == slots[11]
     with pytest.raises(ConfigurationError, match="already"):
         table.allocate(session_id=new_id)
+
+
+def test_ids_on_demand_are_drawn_when_first_read() -> None:
+    table = SessionTable(4, ids_on_demand=True)
+    first, second = table.allocate(), table.allocate()
+    assert bytes(table._col_session_id) == bytes(4 * 16)  # nothing written at allocation
+    first_id = table.get(first, "session_id")
+    assert len(first_id) == 16 and first_id != bytes(16)
+    assert table.get(first, "session_id") == first_id  # drawn once, then kept
+    assert table.session(first).session_id == first_id
+    assert table.get(second, "session_id") not in (first_id, bytes(16))
+    table.free(first)
+    again = table.allocate()
+    assert again == first  # the freed slot is reused...
+    assert table.get(again, "session_id") not in (first_id, bytes(16))  # ...with a new id
+    given = b"\x07" * 16
+    assert table.get(table.allocate(session_id=given), "session_id") == given
+    table.update(second, session_id=b"\x09" * 16)
+    assert table.get(second, "session_id") == b"\x09" * 16
+
+
+def test_ids_on_demand_cannot_be_indexed() -> None:
+    with pytest.raises(ConfigurationError, match="ids_on_demand"):
+        SessionTable(4, index_by_id=True, ids_on_demand=True)
+
+
+def test_an_addressed_table_takes_the_slots_its_caller_names() -> None:
+    table = SessionTable(4, max_capacity=64, addressed=True)
+    assert table.allocate(slot=9) == 9  # grows to reach it
+    assert table.capacity == 16 and list(table.slots()) == [9]
+    with pytest.raises(SlotError, match="allocated already"):
+        table.allocate(slot=9)
+    with pytest.raises(ConfigurationError, match="addressed"):
+        table.allocate()
+    with pytest.raises(TableFullError, match="max_capacity"):
+        table.allocate(slot=64)
+    for bad in (-1, True, "3"):
+        with pytest.raises(SlotError):
+            table.allocate(slot=bad)  # type: ignore[arg-type]
+    table.free(9)
+    assert len(table._free) == 0  # no free list: the caller knows its numbers
+    assert table.allocate(slot=9) == 9 and len(table) == 1
+
+
+def test_a_plain_table_can_also_take_a_named_slot() -> None:
+    table = SessionTable(8)
+    assert table.allocate(slot=3) == 3
+    assert sorted(table.allocate() for _ in range(3)) == [0, 1, 2]  # the ones skipped
+    assert table.allocate() == 4
+    table.free(1)
+    assert table.allocate(slot=1) == 1  # a freed slot, named
+    assert table.allocate() == 5  # ...is not handed out again
 
 
 def test_session_round_trip_through_table() -> None:
@@ -343,7 +411,7 @@ def test_table_memory_is_committed_only_as_slots_are_used() -> None:
     before = _anonymous_resident_bytes()
     table = SessionTable(capacity=1_000_000)
     reserved = table.nbytes()
-    assert reserved >= 30_000_000
+    assert reserved >= 25_000_000  # 29 B a slot, reserved
     untouched = _anonymous_resident_bytes() - before
     for _ in range(20_000):
         table.allocate()

@@ -6,6 +6,8 @@ own copy, so the same measurement grows by about a whole worker per worker."""
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +43,22 @@ def test_forked_workers_share_their_start_up_pages(tmp_path: Path) -> None:
     assert added < one / 2, (added, one)
     # ... and less than half of what a spawned worker adds, measured the same way.
     assert added < spawned_added / 2, (added, spawned_added)
+
+
+def test_a_tcp_supervisor_loads_nothing_only_http_uses() -> None:
+    """What a forked TCP worker shares must not include what it never uses: AES-GCM
+    (cryptography and OpenSSL, ~7 MB mapped) seals only HTTP sessions and modern request
+    state, so a TCP supervisor prepared for forking has not imported it."""
+    probe = (
+        "import sys\n"
+        "from connscale.server.config import ServerConfig\n"
+        "from connscale.server.supervisor import _prepare_fork, resolve_app\n"
+        "for transport in ('tcp', 'http'):\n"
+        "    config = ServerConfig(transport=transport, workers=2)\n"
+        "    _prepare_fork(config, resolve_app(config))\n"
+        "    print(transport, 'cryptography' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split() == ["tcp", "False", "http", "True"]

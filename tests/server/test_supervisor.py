@@ -135,7 +135,7 @@ def test_session_table_is_sized_once_for_the_worker_worst_case(transport: str) -
     import resource
 
     from connscale.core.protocol.limits import ServerLimits
-    from connscale.errors import ConfigurationError
+    from connscale.errors import ConfigurationError, TableFullError
     from connscale.server.build import session_table as _session_table
     from connscale.server.config import ServerConfig
 
@@ -150,13 +150,21 @@ def test_session_table_is_sized_once_for_the_worker_worst_case(transport: str) -
     for max_connections, expected in cases.items():
         limits = ServerLimits(max_connections=max_connections)
         table = _session_table(ServerConfig(transport=transport, limits=limits))  # type: ignore[arg-type]
-        assert table.capacity == expected
-        # TCP: one session per connection and the engine refuses the rest: no growth needed.
-        # HTTP: slots belong to requests and streams, not connections: growth stays allowed.
-        assert table.max_capacity == (None if http else expected)
-        slot = table.allocate(transport=transport)
-        if http:  # HTTP finds a session's slot by id; TCP needs no index
+        if http:
+            # Slots belong to requests and streams, not connections: growth stays allowed,
+            # and a session's slot is found by its id.
+            assert (table.capacity, table.max_capacity) == (expected, None)
+            slot = table.allocate(transport=transport)
             assert table.find(table.get(slot, "session_id")) == slot
-        else:
-            with pytest.raises(ConfigurationError):
-                table.find(table.get(slot, "session_id"))
+            continue
+        # TCP: a session's slot is its connection's fd, so the table covers every fd the
+        # worker may open (whatever the connection limit) and never grows; no id index.
+        assert table.capacity == table.max_capacity == max(1024, soft)
+        with pytest.raises(ConfigurationError, match="addressed"):
+            table.allocate(transport=transport)
+        slot = table.allocate(transport=transport, slot=soft - 1)
+        assert slot == soft - 1
+        with pytest.raises(TableFullError):
+            table.allocate(transport=transport, slot=soft)
+        with pytest.raises(ConfigurationError):
+            table.find(table.get(slot, "session_id"))

@@ -215,8 +215,10 @@ class Interned:
     """A 4-byte code into a reference-counted intern table; code 0 is None.
 
     Fields naming the same ``column`` share one code for the tuple of their values (``part``
-    is the position in it): a client's name and version are interned as one pair. ``empty``
-    is the value code 0 stands for, when not None.
+    is the position in it): what a client declared in its handshake (protocol version,
+    name, version, capabilities) is interned as one tuple, one 4-byte code a session, since
+    a fleet of clients declares few distinct tuples. ``empty`` is the value that None (and
+    code 0) stands for, when not None.
     """
 
     column: str
@@ -347,28 +349,28 @@ FIELD_TABLE: Final[tuple[Field, ...]] = (
         "protocol_version",
         _optional_str("protocol_version"),
         default=None,
-        storage=Interned("protocol"),
+        storage=Interned("handshake", part=0, parts=4),
         wire=Wire(str | None, default=None, codes=_wire.KNOWN_PROTOCOL_VERSIONS),
     ),
     Field(
         "client_name",
         _optional_str("client_name"),
         default=None,
-        storage=Interned("client", part=0, parts=2),
+        storage=Interned("handshake", part=1, parts=4),
         wire=_OPTIONAL_STR,
     ),
     Field(
         "client_version",
         _optional_str("client_version"),
         default=None,
-        storage=Interned("client", part=1, parts=2),
+        storage=Interned("handshake", part=2, parts=4),
         wire=_OPTIONAL_STR,
     ),
     Field(
         "capabilities",
         _capabilities,
         default=EMPTY_CAPABILITIES,
-        storage=Interned("capabilities", empty=EMPTY_CAPABILITIES),
+        storage=Interned("handshake", part=3, parts=4, empty=EMPTY_CAPABILITIES),
         wire=Wire(
             msgspec.Raw,
             default=_wire.EMPTY_MAP,

@@ -54,7 +54,7 @@ from connscale.core.protocol.mcp import (
 )
 from connscale.core.protocol.stateless import subscription_meta
 from connscale.core.timers import TimerWheel, timer_resolution
-from connscale.errors import TableFullError
+from connscale.errors import SlotError, TableFullError
 
 __all__ = ["FRAMES_PER_TURN", "ConnectionCore", "CoreStatistics", "Wire"]
 
@@ -187,11 +187,12 @@ class ConnectionCore:
         # HTTP: requests pipelined behind the one being answered may hold this much.
         self._max_queued = limits.max_header_bytes + limits.max_frame_bytes
         # Session slot -> connection, for messages to a session that is not the one being
-        # served (list changes, resource updates): line sessions and open event streams.
+        # served (list changes, resource updates) on an open event stream. (A line
+        # session's slot is its connection's number: it needs no entry.)
         # A column, not a dict: a dict entry and its two int objects cost ~130 B a session.
         # Entries are checked against the connection's own slot when read, so a zero (or
         # stale) entry is never taken for a mapping.
-        self._connection_of = _column(protocol.table.capacity * 4, "i")
+        self._connection_of = _column((protocol.table.capacity if http else 1) * 4, "i")
         self._streams = 0
         # subscriptions/listen streams (2026-07-28), in columns: what each asked for and its
         # id (an integer id here; other ids, and watched resources, in small dicts).
@@ -220,16 +221,16 @@ class ConnectionCore:
         if self.connections >= self.max_connections or connection >= self.capacity:
             return False
         if self.http is None:
+            # A line connection's session slot is its own number: no column maps one to
+            # the other (8 bytes a session less).
             try:
-                slot = self.protocol.open_session()
-            except TableFullError:
+                self.protocol.open_session(slot=connection)
+            except (TableFullError, SlotError):
                 return False
             self._kind[connection] = LINE
-            self._bind_slot(slot, connection)
         else:
-            slot = _NO_SLOT
             self._kind[connection] = HTTP
-        self._slot[connection] = slot
+            self._slot[connection] = _NO_SLOT
         self._state[connection] = 0
         self.connections += 1
         self.accepted += 1
@@ -287,8 +288,11 @@ class ConnectionCore:
         self._kind[connection] = FREE
         self._state[connection] = 0
         self._generation[connection] = (self._generation[connection] + 1) & 0xFFFFFFFF
-        slot = self._slot[connection]
-        self._slot[connection] = _NO_SLOT
+        if kind == LINE:
+            slot = connection
+        else:
+            slot = self._slot[connection]
+            self._slot[connection] = _NO_SLOT
         self._stalled_since.pop(connection, None)
         self._line_readers.pop(connection, None)
         self._http_readers.pop(connection, None)  # a reader mid-request is not reused
@@ -425,7 +429,7 @@ class ConnectionCore:
             return
         kind = self._kind[connection]
         if kind == LINE:
-            if self.protocol.table.pending_count(self._slot[connection]):
+            if self.protocol.table.pending_count(connection):
                 return
             reader = self._line_readers.get(connection)
             if reader is not None and reader.pending_frames() and not state & _CLOSING:
@@ -520,7 +524,7 @@ class ConnectionCore:
 
     def _handle_line(self, connection: int, frame: bytes | bytearray) -> None:
         protocol = self.protocol
-        outcome = protocol.handle_frame(self._slot[connection], frame)
+        outcome = protocol.handle_frame(connection, frame)  # a line session's slot
         if outcome is None:
             return
         if isinstance(outcome, bytes):
@@ -538,7 +542,7 @@ class ConnectionCore:
             self._line_listens.setdefault(connection, []).append(outcome)
             self._write(connection, outcome.acknowledgement + b"\n")
         elif isinstance(outcome, ClientResponse):
-            self.runner.answered(protocol.session_key(self._slot[connection]), outcome)
+            self.runner.answered(protocol.session_key(connection), outcome)
 
     def _too_large(self, connection: int) -> None:
         """A frame over the limit: say so, answer the calls already owed, then close."""
@@ -581,7 +585,7 @@ class ConnectionCore:
         protocol = self.protocol
         for connection in self.open_connections():
             kind = self._kind[connection]
-            if kind == LINE and protocol.is_initialized(self._slot[connection]):
+            if kind == LINE and protocol.is_initialized(connection):
                 self._write(connection, line)
             elif kind == STREAM and self.http is not None:
                 self.http.push(connection, message)
@@ -806,6 +810,8 @@ class ConnectionCore:
 
     def _connection_holding(self, slot: int, kind: int) -> int | None:
         """The open connection of ``kind`` whose session is ``slot`` (a stale entry is not)."""
+        if kind == LINE:  # a line session's slot is its connection
+            return slot if slot < self.capacity and self._kind[slot] == LINE else None
         column = self._connection_of
         if slot >= len(column):
             return None
@@ -842,7 +848,7 @@ class ConnectionCore:
         limits = self.limits
         kind = self._kind[connection]
         if kind == LINE:
-            if not self.protocol.is_initialized(self._slot[connection]):
+            if not self.protocol.is_initialized(connection):
                 self._expire(connection)  # no initialize in time (silent, or a byte a second)
                 return
             allowed = limits.idle_timeout

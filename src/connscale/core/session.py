@@ -222,6 +222,7 @@ _CREATED_AT: Final = _BY_NAME["created_at"]
 _ALLOCATE_WRITES: Final = frozenset({_KEY.name, _TRANSPORT.name, _CREATED_AT.name})
 assert _KEY.factory is not None and isinstance(_TRANSPORT.storage, Bits)
 _new_id: Final = _KEY.factory
+_NO_ID: Final = bytes(SESSION_ID_BYTES)  # an id not drawn yet (ids_on_demand)
 # Keyed by str: a StrEnum member and its plain value hash and compare equal.
 _TRANSPORT_CODE: Final[dict[str, int]] = {v: code for code, v in enumerate(TRANSPORT_CODES)}
 _TRANSPORT_SHIFT: Final = _TRANSPORT.storage.shift
@@ -274,6 +275,15 @@ class SessionTable:
     Grows by doubling up to ``max_capacity`` (TableFullError beyond). With
     ``index_by_id=True`` it also finds a slot by session id (``find``); either way it keeps
     no Python object per session.
+
+    With ``addressed=True`` the caller chooses every slot (``allocate(slot=n)``): a
+    connection's own number, so that nothing maps connections to slots. The table then
+    keeps no free list (the caller knows which numbers are free).
+
+    With ``ids_on_demand=True`` a session gets its random id when first read, not when
+    allocated: sessions whose id nobody reads (TCP and stdio, where no header carries it)
+    never write the 16-byte id column, so its pages stay uncommitted. An all-zero id means
+    "not drawn yet" there. Incompatible with ``index_by_id``, which needs every id at once.
     """
 
     # Storage the hand-written methods use by name; __init__ makes all of it from FIELD_TABLE.
@@ -288,7 +298,13 @@ class SessionTable:
         *,
         max_capacity: int | None = None,
         index_by_id: bool = False,
+        ids_on_demand: bool = False,
+        addressed: bool = False,
     ) -> None:
+        if index_by_id and ids_on_demand:
+            raise ConfigurationError(
+                "ids_on_demand needs index_by_id=False: the index holds every id at once"
+            )
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
             raise ConfigurationError(f"capacity must be an int >= 1, got {capacity!r}")
         if max_capacity is not None and (
@@ -302,6 +318,8 @@ class SessionTable:
             )
         self._capacity = capacity
         self._max_capacity = max_capacity
+        self._ids_on_demand = ids_on_demand
+        self._addressed = addressed
         for attr, size, code in _COLUMNS:
             setattr(self, attr, lazy_zeroed(size * capacity, code))
         for attr in _INTERN_ATTRS:
@@ -353,17 +371,28 @@ class SessionTable:
         transport: Transport | str = Transport.TCP,
         session_id: bytes | None = None,
         created_at: float | None = None,
+        slot: int | None = None,
     ) -> int:
-        """Take a free slot for a new session (phase ``initializing``) and return it."""
+        """Take a free slot for a new session (phase ``initializing``) and return it:
+        ``slot`` when given (SlotError when it is taken), else any free one."""
         code = _TRANSPORT_CODE.get(transport)
         if code is None:
             code = _TRANSPORT_CODE[_TRANSPORT.convert(transport)]
-        new_id = _new_id() if session_id is None else _KEY.convert(session_id)
+        if session_id is not None:
+            new_id = _KEY.convert(session_id)
+        elif self._ids_on_demand:
+            new_id = None  # drawn by _session_id() when first read
+        else:
+            new_id = _new_id()
         when = time.time() if created_at is None else _CREATED_AT.convert(created_at)
         index = self._index
-        if index is not None and index.find(new_id) is not None:
+        if index is not None and new_id is not None and index.find(new_id) is not None:
             raise ConfigurationError(f"session id {new_id.hex()} is already in this table")
-        if self._free:
+        if slot is not None:
+            self._take(slot)
+        elif self._addressed:
+            raise ConfigurationError("this table is addressed: allocate(slot=...) names the slot")
+        elif self._free:
             slot = self._free.pop()
         else:
             if self._high_water == self._capacity:
@@ -371,12 +400,13 @@ class SessionTable:
             slot = self._high_water
             self._high_water += 1
         self._state[slot] = _ALLOCATED | code << _TRANSPORT_SHIFT
-        start = slot * SESSION_ID_BYTES
-        self._col_session_id[start : start + SESSION_ID_BYTES] = new_id
+        if new_id is not None:
+            start = slot * SESSION_ID_BYTES
+            self._col_session_id[start : start + SESSION_ID_BYTES] = new_id
+            if index is not None:
+                self._index_add(index, new_id, slot)
         self._col_created_at[slot] = when
         self._live += 1
-        if index is not None:
-            self._index_add(index, new_id, slot)
         return slot
 
     def free(self, slot: int) -> None:
@@ -384,10 +414,32 @@ class SessionTable:
         self._check(slot)
         if self._index is not None:
             self._index.remove(self._id_of(slot), slot)
+        elif self._ids_on_demand and self._id_of(slot) != _NO_ID:
+            start = slot * SESSION_ID_BYTES  # the slot's next session draws an id of its own
+            self._col_session_id[start : start + SESSION_ID_BYTES] = _NO_ID
         self._state[slot] = 0
         _clear(self, slot)
-        self._free.append(slot)
+        if not self._addressed:
+            self._free.append(slot)
         self._live -= 1
+
+    def _take(self, slot: int) -> None:
+        """Make ``slot`` the next one allocated (growing the table to reach it)."""
+        if isinstance(slot, bool) or not isinstance(slot, int) or slot < 0:
+            raise SlotError(f"slot must be an int >= 0, got {slot!r}")
+        limit = self._max_capacity
+        if limit is not None and slot >= limit:
+            raise TableFullError(f"slot {slot} is beyond this table's max_capacity ({limit})")
+        while slot >= self._capacity:
+            self._grow()
+        if self._state[slot] & _ALLOCATED:
+            raise SlotError(f"slot {slot} is allocated already")
+        if slot >= self._high_water:
+            if not self._addressed:  # the numbers skipped are free ones now
+                self._free.extend(range(self._high_water, slot))
+            self._high_water = slot + 1
+        elif not self._addressed:
+            self._free.remove(slot)  # linear, but only tables not built for it get here
 
     def _grow(self) -> None:
         limit = self._max_capacity
@@ -409,6 +461,15 @@ class SessionTable:
     def _id_of(self, slot: int) -> bytes:
         start = slot * SESSION_ID_BYTES
         return bytes(self._col_session_id[start : start + SESSION_ID_BYTES])
+
+    def _session_id(self, slot: int) -> bytes:
+        """The id of ``slot``, drawn now if the table hands ids out on demand."""
+        start = slot * SESSION_ID_BYTES
+        session_id = bytes(self._col_session_id[start : start + SESSION_ID_BYTES])
+        if session_id == _NO_ID and self._ids_on_demand:
+            session_id = _new_id()
+            self._col_session_id[start : start + SESSION_ID_BYTES] = session_id
+        return session_id
 
     def get(self, slot: int, field: str, default: object = MISSING) -> Any:
         """The value of ``field`` for ``slot``; ``default`` instead when given and None."""
@@ -549,8 +610,7 @@ def _read(
     storage = field.storage
     attr = _attr(field)
     if isinstance(storage, Key):
-        width = storage.width
-        return [f"{target} = bytes(t.{attr}[s * {width} : s * {width} + {width}])"]
+        return [f"{target} = t._session_id(s)"]
     if isinstance(storage, Column):
         return [f"{target} = t.{attr}[s]"]
     if isinstance(storage, Bits):
@@ -575,7 +635,10 @@ def _read(
         if held:
             lines.append(f"{tuple_of} = {held}")
         part = f"None if {tuple_of} is None else {tuple_of}[{storage.part}]"
-        return [*lines, f"{target} = {part}"]
+        lines.append(f"{target} = {part}")
+        if storage.empty is not None:
+            lines.append(f"if {target} is None: {target} = {bind('empty', storage.empty)}")
+        return lines
     lines = [f"{target} = t.{attr}.get(s)"]
     held = target
     if storage.load is not None:
@@ -621,8 +684,11 @@ def _write(
         values = f"t.{_values_attr(storage)}"
         if storage.part is not None:
             nones = bind("nones", (None,) * storage.parts)
+            mine = value
+            if storage.empty is not None:  # held as None, so that a fresh slot is code 0
+                mine = f"(None if {value} is {bind('empty', storage.empty)} else {value})"
             parts = ", ".join(
-                value if i == storage.part else f"old[{i}]" for i in range(storage.parts)
+                mine if i == storage.part else f"old[{i}]" for i in range(storage.parts)
             )
             interned = f"None if new == {nones} else new"
             lines = [f"old = {values}.values[t.{attr}[s]] or {nones}", f"new = ({parts},)"]
@@ -720,6 +786,9 @@ def _compile_fill() -> Callable[[SessionTable, int, Session], None]:
             copy = bind("copy", storage.copy)
             lines.append(f"    if {value} is not None: {value} = {copy}({value})")
         if isinstance(storage, Interned) and storage.part is not None:
+            if storage.empty is not None:  # held as None (see _write)
+                empty = bind("empty", storage.empty)
+                lines.append(f"    if {value} is {empty}: {value} = None")
             group = groups.setdefault(storage.column, [None] * storage.parts)
             group[storage.part] = value
             if None not in group:  # the whole tuple is known: one code for it

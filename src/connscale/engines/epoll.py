@@ -41,6 +41,8 @@ _RECV_SIZE: Final = 64 << 10
 _ACCEPTS_PER_WAKEUP: Final = 64  # then the loop looks at other connections again
 _EVENTS_PER_WAKEUP: Final = 1024
 _INPUT_EVENTS: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+_OPEN: Final = 1  # the fd is ours: accepted and not yet closed
+_READING: Final = 2  # its epoll mask asks for input
 
 
 class EpollEngine:
@@ -74,8 +76,9 @@ class EpollEngine:
             http=http,
             keepalive_timeout=keepalive_timeout,
         )
-        self._open = lazy_zeroed(size)  # 1 from accept to os.close
-        self._reading = lazy_zeroed(size)  # 1 while the fd's mask asks for input
+        # Per fd, one byte: _OPEN from accept to os.close, _READING while its mask asks
+        # for input (one column, not two: a byte less per connection).
+        self._fd_flags = lazy_zeroed(size)
         self._unsent: dict[int, bytearray] = {}  # output, only while the kernel buffer is full
         # Every read lands in this one buffer and only what arrived is copied out: os.read
         # would allocate 64 KiB from the C heap for each read and shrink it, and those
@@ -154,7 +157,7 @@ class EpollEngine:
             try:
                 if events & select.EPOLLOUT:
                     self._flush(fd)
-                if events & _INPUT_EVENTS and self._reading[fd]:
+                if events & _INPUT_EVENTS and self._fd_flags[fd] & _READING:
                     self._read(fd)
                 elif events & (select.EPOLLHUP | select.EPOLLERR):
                     self._close_now(fd)  # reset while we were not reading: nothing to answer
@@ -184,8 +187,7 @@ class EpollEngine:
                 continue
             os.set_blocking(fd, False)
             epoll.register(fd, _READ_MASK)
-            self._open[fd] = 1
-            self._reading[fd] = 1
+            self._fd_flags[fd] = _OPEN | _READING
 
     def _read(self, fd: int) -> None:
         try:
@@ -223,8 +225,10 @@ class EpollEngine:
     def set_reading(self, connection: int, reading: bool) -> None:
         if connection in self._close_after_flush:
             reading = False
-        if self._reading[connection] != reading:
-            self._reading[connection] = reading
+        flags = self._fd_flags[connection]
+        wanted = flags | _READING if reading else flags & ~_READING
+        if wanted != flags:
+            self._fd_flags[connection] = wanted
             self._update_mask(connection)
 
     def disconnect(self, connection: int, flush: bool) -> None:
@@ -247,7 +251,8 @@ class EpollEngine:
     # -- writing ---------------------------------------------------------------------------------
 
     def _update_mask(self, fd: int) -> None:
-        mask = (_READ_MASK if self._reading[fd] else 0) | (_WRITE_MASK if fd in self._unsent else 0)
+        reading = self._fd_flags[fd] & _READING
+        mask = (_READ_MASK if reading else 0) | (_WRITE_MASK if fd in self._unsent else 0)
         if self._epoll is not None:
             with contextlib.suppress(OSError):
                 self._epoll.modify(fd, mask)
@@ -274,13 +279,12 @@ class EpollEngine:
             self.core.drained(fd)
 
     def _close_now(self, fd: int) -> None:
-        if not self._open[fd]:
+        if not self._fd_flags[fd] & _OPEN:
             return  # closed already
-        self._open[fd] = 0
+        self._fd_flags[fd] = 0
         if self._epoll is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(fd)
-        self._reading[fd] = 0
         self._unsent.pop(fd, None)
         self._close_after_flush.discard(fd)
         with contextlib.suppress(OSError):

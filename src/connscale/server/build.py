@@ -30,13 +30,17 @@ __all__ = ["build_engine", "build_stdio_engine", "session_table", "warm_up"]
 def session_table(config: ServerConfig) -> SessionTable:
     """A table sized once for the worker's worst case; its columns commit page by page.
 
-    TCP holds one session per connection and the engine refuses connections over the
-    limit, so the table never needs to grow. HTTP sessions are not bound to connections
-    (a slot per request in flight or open event stream), so growth stays allowed there.
+    TCP holds one session per connection in the slot numbered like the connection (its
+    fd), so the table covers every fd the worker may open and never grows; the engine
+    refuses connections over the limit. HTTP sessions are not bound to connections (a slot
+    per request in flight or open event stream), so growth stays allowed there.
     """
-    http = config.transport == "http"
-    capacity = max(1024, config.limits.connection_limit(open_files_limit()))
-    return SessionTable(capacity, max_capacity=None if http else capacity, index_by_id=http)
+    if config.transport == "http":
+        capacity = max(1024, config.limits.connection_limit(open_files_limit()))
+        return SessionTable(capacity, index_by_id=True)
+    capacity = max(1024, open_files_limit())
+    # No header carries a TCP session's id: it is drawn only if something reads it.
+    return SessionTable(capacity, max_capacity=capacity, addressed=True, ids_on_demand=True)
 
 
 def build_engine(
@@ -160,10 +164,11 @@ def warm_up(config: ServerConfig, surface: Surface) -> None:
             core.closed(0)
         for kind in LIST_KINDS:
             surface.listing(kind)
-        sealer = SessionSealer(max_age=config.session_max_age)
-        sealer.unseal(sealer.seal(b"warm-up"))
-        reader = HttpReader(config.limits.max_header_bytes, config.limits.max_frame_bytes)
-        reader.feed(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        if config.transport == "http":  # what only HTTP uses stays out of a TCP server
+            sealer = SessionSealer(max_age=config.session_max_age)
+            sealer.unseal(sealer.seal(b"warm-up"))
+            reader = HttpReader(config.limits.max_header_bytes, config.limits.max_frame_bytes)
+            reader.feed(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
         build_engine(config, surface, listener)  # the engine's own imports and objects
     finally:
         listener.close()

@@ -32,6 +32,7 @@ from connscale.core.protocol.surface import Surface
 from connscale.core.protocol.tokens import RevocationTable, SessionKeys
 from connscale.engines._base import Engine
 from connscale.errors import ServerError
+from connscale.server._heap import plug_free_blocks
 from connscale.server.build import build_engine, build_stdio_engine, warm_up
 from connscale.server.config import ServerConfig, session_keys
 from connscale.server.experts import CircleOfExperts, load_experts
@@ -435,7 +436,8 @@ def _prepare_fork(config: ServerConfig, app: Surface) -> None:
     page until one of them writes to it: one throwaway request path runs here (``warm_up``)
     so that no worker builds its own copy on its first request. ``gc.freeze`` then moves it
     all out of the collector's generations, so that no worker's collection walks (and so
-    writes to) those objects.
+    writes to) those objects; and the free blocks left between them are taken first, so
+    that no worker's allocations land in (and so copy) those shared pages.
     """
     import connscale.engines.aio
     import connscale.engines.epoll
@@ -445,6 +447,7 @@ def _prepare_fork(config: ServerConfig, app: Surface) -> None:
         import uvloop  # noqa: F401
     warm_up(config, app)
     gc.collect()
+    plug_free_blocks()  # a worker's allocations then go to pages of its own (_heap)
     gc.freeze()
 
 

@@ -473,9 +473,10 @@ class McpProtocol:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def open_session(self, *, session_id: bytes | None = None) -> int:
-        """Allocate a slot for a new session (``TableFullError`` when full)."""
-        slot = self._table.allocate(transport=self._transport, session_id=session_id)
+    def open_session(self, *, session_id: bytes | None = None, slot: int | None = None) -> int:
+        """Allocate a slot for a new session (``TableFullError`` when full): ``slot`` when
+        given (a connection's own number), else any free one."""
+        slot = self._table.allocate(transport=self._transport, session_id=session_id, slot=slot)
         self._table.update(slot, phase=Phase.INITIALIZING)
         return slot
 

@@ -12,7 +12,9 @@ A fleet of servers behind a load balancer shares its keys through a session key 
 Revocation (HTTP DELETE) needs shared state after all: a fixed-size, direct-mapped table
 of 16-byte session ids, which may live in shared memory.
 
-AES-GCM comes from ``cryptography`` (OpenSSL): no cipher is written here.
+AES-GCM comes from ``cryptography`` (OpenSSL): no cipher is written here. It is imported
+when the first sealer is made, not with this module: a server that seals nothing (TCP,
+stdio) never maps its ~7 MB of libraries.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import Any, Final
 
 from connscale.errors import ConfigurationError
+
+# cryptography's InvalidTag, once a sealer made its ciphers (ValueError stands in before:
+# nothing can be opened without ciphers).
+_invalid_tag: type[Exception] = ValueError
 
 __all__ = [
     "KEY_BYTES",
@@ -124,7 +127,7 @@ class SessionSealer:
     never) bounds how long a token stays valid; ``clock`` gives wall-clock seconds.
     """
 
-    __slots__ = ("_ciphers", "_clock", "_key", "max_age")
+    __slots__ = ("_ciphers", "_clock", "_keys", "max_age")
 
     def __init__(
         self,
@@ -140,14 +143,24 @@ class SessionSealer:
                 raise ConfigurationError(f"a session key must be {KEY_BYTES} bytes")
         if max_age is not None and not max_age > 0:
             raise ConfigurationError("a session max_age must be > 0 seconds or None")
-        self._key = key
-        self._ciphers = [AESGCM(key)] + [AESGCM(old) for old in previous]
+        self._keys = (key, *previous)
+        self._ciphers: list[Any] | None = None  # made on first use (see the module's text)
         self.max_age = max_age
         self._clock = clock
 
     @property
     def key(self) -> bytes:
-        return self._key
+        return self._keys[0]
+
+    def _cipher_list(self) -> list[Any]:
+        if self._ciphers is None:
+            global _invalid_tag  # noqa: PLW0603  (set once, on the first sealer's first use)
+            from cryptography.exceptions import InvalidTag
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            _invalid_tag = InvalidTag
+            self._ciphers = [AESGCM(key) for key in self._keys]
+        return self._ciphers
 
     def seal(self, state: bytes) -> str:
         """A token carrying ``state``: URL-safe base64 without padding (a valid header value).
@@ -161,7 +174,7 @@ class SessionSealer:
             )
         nonce = secrets.token_bytes(_NONCE_BYTES)
         issued = _ISSUED.pack(int(self._clock()))
-        sealed = self._ciphers[0].encrypt(nonce, issued + state, None)
+        sealed = self._cipher_list()[0].encrypt(nonce, issued + state, None)
         return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
 
     def unseal(self, token: str | bytes) -> bytes | None:
@@ -195,10 +208,10 @@ class SessionSealer:
         if len(raw) < _OVERHEAD or base64.urlsafe_b64encode(raw).rstrip(b"=") != token:
             return None
         nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
-        for cipher in self._ciphers:
+        for cipher in self._cipher_list():
             try:
                 plain = cipher.decrypt(nonce, sealed, None)
-            except InvalidTag:
+            except _invalid_tag:
                 continue
             (issued,) = _ISSUED.unpack_from(plain)
             if self.max_age is not None and self._clock() - issued > self.max_age:
