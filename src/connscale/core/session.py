@@ -5,9 +5,11 @@ strings. ``SessionTable`` is the form for 100K-1M sessions: every field lives in
 indexed by slot, so an idle session costs a few dozen bytes and no Python object at all:
 
 - fixed-width columns: the 16-byte id, transport+phase packed in one byte, ``created_at``
-  (a double), and small-int codes into intern tables for the protocol version, the (client
-  name, client version) pair and the capabilities. The columns are zeroed anonymous memory
-  maps that the kernel commits page by page as slots are first written (``_lazy_memory``);
+  (a double), and one code into an intern table for what the client declared in its
+  handshake (protocol version, client name and version, capabilities): 29 bytes a slot.
+  The columns are zeroed anonymous memory maps that the kernel commits page by page as
+  slots are first written (``_lazy_memory``), so a table whose ids are drawn on demand
+  (TCP: no header carries them) never commits the id column's pages: 13 bytes a session;
 - intern tables (``_intern``) hold each distinct value once with a reference count, so a
   value no live session uses any more is freed (a client sending a new name per connection
   cannot grow them beyond the live sessions);

@@ -150,10 +150,12 @@ _WARM_UP_LINES = (
 )
 
 
-def warm_up(config: ServerConfig, surface: Surface) -> None:
-    """Before forking workers: run one throwaway request path, so that what every worker
-    would otherwise build for itself on its first request (imported modules, OpenSSL's
-    tables, the app's cached listings, parsers, encoders) is built once and shared."""
+def warm_up(config: ServerConfig, surface: Surface, *, engine: bool = True) -> None:
+    """Run one throwaway request path before serving, so that what the first requests would
+    build (imported modules, OpenSSL's tables, the app's cached listings, parsers,
+    encoders) is built before the server listens; before forking workers, it is built
+    once and shared. ``engine``: also build (and drop) an engine, for its imports: a
+    supervisor's workers build theirs later; a single process builds its own next."""
     listener = socket.socket()
     try:
         protocol = McpProtocol(surface, SessionTable(16, max_capacity=16), limits=config.limits)
@@ -169,6 +171,7 @@ def warm_up(config: ServerConfig, surface: Surface) -> None:
             sealer.unseal(sealer.seal(b"warm-up"))
             reader = HttpReader(config.limits.max_header_bytes, config.limits.max_frame_bytes)
             reader.feed(b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
-        build_engine(config, surface, listener)  # the engine's own imports and objects
+        if engine:
+            build_engine(config, surface, listener)  # the engine's own imports and objects
     finally:
         listener.close()

@@ -492,6 +492,7 @@ def serve(config: ServerConfig, app: object | None = None) -> int:
     if config.workers > 1:
         return ServerHandle(config, None if app is None else as_surface(app)).run()
     surface = resolve_app(config, app)
+    warm_up(config, surface, engine=False)  # the first requests' one-time work, up front
 
     def announce(worker: Worker) -> None:
         if config.ready_file is not None:

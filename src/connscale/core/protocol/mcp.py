@@ -435,6 +435,7 @@ class McpProtocol:
             previous=state_keys[1:],
             max_age=REQUEST_STATE_MAX_AGE,
             clock=clock or time.time,
+            lazy=True,  # only 2026-07-28 calls that ask the client something use it
         )
         self._cache_hints = {"ttlMs": cache_ttl_ms, "cacheScope": cache_scope}
         self._page_size = page_size

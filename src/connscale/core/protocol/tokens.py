@@ -13,8 +13,8 @@ Revocation (HTTP DELETE) needs shared state after all: a fixed-size, direct-mapp
 of 16-byte session ids, which may live in shared memory.
 
 AES-GCM comes from ``cryptography`` (OpenSSL): no cipher is written here. It is imported
-when the first sealer is made, not with this module: a server that seals nothing (TCP,
-stdio) never maps its ~7 MB of libraries.
+when a sealer needs it, not with this module: a server that seals nothing (TCP, stdio)
+never maps its ~7 MB of libraries.
 """
 
 from __future__ import annotations
@@ -125,6 +125,9 @@ class SessionSealer:
 
     ``previous`` keys open tokens sealed before a rotation; ``max_age`` (seconds, None for
     never) bounds how long a token stays valid; ``clock`` gives wall-clock seconds.
+    ``lazy``: make the ciphers (importing cryptography) on first use, not now: for a sealer
+    that may never be used; a server's session sealer pays that at start instead of in its
+    first session.
     """
 
     __slots__ = ("_ciphers", "_clock", "_keys", "max_age")
@@ -136,6 +139,7 @@ class SessionSealer:
         previous: Sequence[bytes] = (),
         max_age: float | None = None,
         clock: Callable[[], float] = time.time,
+        lazy: bool = False,
     ) -> None:
         key = secrets.token_bytes(KEY_BYTES) if key is None else key
         for candidate in (key, *previous):
@@ -144,9 +148,11 @@ class SessionSealer:
         if max_age is not None and not max_age > 0:
             raise ConfigurationError("a session max_age must be > 0 seconds or None")
         self._keys = (key, *previous)
-        self._ciphers: list[Any] | None = None  # made on first use (see the module's text)
+        self._ciphers: list[Any] | None = None
         self.max_age = max_age
         self._clock = clock
+        if not lazy:
+            self._cipher_list()
 
     @property
     def key(self) -> bytes:
