@@ -119,6 +119,30 @@ def test_get_opens_a_stream_that_holds_one_slot_and_delete_ends_it() -> None:
     assert pipe.once(http_request(body=ping(1), headers={"mcp-session-id": token}))[0] == 404
 
 
+class CountingSealer(SessionSealer):
+    __slots__ = ("opened",)
+
+    def __init__(self) -> None:
+        super().__init__(b"c" * 32)
+        self.opened = 0
+
+    def open(self, token: bytes) -> tuple[bytes, float] | None:
+        self.opened += 1
+        return super().open(token)
+
+
+def test_a_get_straight_after_initialize_opens_its_token_once() -> None:
+    sealer = CountingSealer()
+    pipe = HttpPipe(sealer=sealer)
+    status, headers, _ = pipe.once(http_request(body=INIT))
+    assert status == 200 and sealer.opened == 0
+    get = http_request(
+        "GET", headers={"mcp-session-id": headers["mcp-session-id"], "content-length": "0"}
+    )
+    assert pipe.feed(pipe.connect(), get).startswith(b"HTTP/1.1 200")
+    assert sealer.opened == 1  # the session's view and its slot come from one decryption
+
+
 def test_deletes_are_seen_by_other_workers_sharing_the_table() -> None:
     shared = memoryview(bytearray(RevocationTable.size_for(64)))
     key = b"d" * 32

@@ -59,6 +59,7 @@ from connscale.errors import ConfigurationError, CorruptStateError, SessionError
 
 if TYPE_CHECKING:
     from connscale.core.connection import ConnectionCore
+    from connscale.core.session import Session
 
 __all__ = [
     "LOOPBACK_HOSTS",
@@ -291,15 +292,18 @@ class McpHttp:
             return False
         return host in _LOCAL_HOSTS
 
-    def _view(self, request: HttpRequest) -> tuple[SessionView, bytes] | bytes:
-        """The request's session as its token carries it (a POST needs no more), or an
-        error response. Opened tokens are remembered (bounded), so a client's next request
-        skips the decryption; expiry and revocation are checked on every request."""
+    def _view(self, request: HttpRequest) -> tuple[SessionView, bytes, Session | None] | bytes:
+        """The request's session as its token carries it (a POST needs no more), its token,
+        and the whole decoded session when this call opened the token (None when its view
+        was remembered); or an error response. Opened tokens are remembered (bounded), so a
+        client's next request skips the decryption; expiry and revocation are checked on
+        every request."""
         token = request.headers.get(b"mcp-session-id")
         if token is None:
             return self._error(request, 400, "bad request: missing Mcp-Session-Id")
         views = self._views
         view = views.get(token)
+        session: Session | None = None
         if view is None or view.expires <= self._sealer.now():
             opened = self._sealer.open(token)
             if opened is None:
@@ -323,7 +327,7 @@ class McpHttp:
         if self._revoked.is_revoked(view.key):
             views.pop(token, None)
             return self._error(request, 404, "session not found")
-        return view, token
+        return view, token, session
 
     def _session(self, request: HttpRequest) -> tuple[int, bool, bytes] | bytes:
         """(slot, transient, token) for the request's session, or an error response: for
@@ -331,18 +335,19 @@ class McpHttp:
         found = self._view(request)
         if isinstance(found, bytes):
             return found
-        view, token = found
+        view, token, session = found
         table = self.protocol.table
         existing = table.find(view.key)
         if existing is not None:
             return existing, False, token
-        opened = self._sealer.open(token)
-        if opened is None:
-            return self._error(request, 404, "session not found")
-        try:
-            session = decode_session(opened[0])
-        except CorruptStateError:
-            return self._error(request, 404, "session not found")
+        if session is None:  # its view was remembered: open the token for the whole session
+            opened = self._sealer.open(token)
+            if opened is None:
+                return self._error(request, 404, "session not found")
+            try:
+                session = decode_session(opened[0])
+            except CorruptStateError:
+                return self._error(request, 404, "session not found")
         try:
             return table.load(session), True, token
         except SessionError:
@@ -379,7 +384,7 @@ class McpHttp:
         found = self._view(request)
         if isinstance(found, bytes):
             return found
-        view, token = found
+        view, token, _session = found
         key = view.key
         outcome = protocol.handle_message(-1, message, view)
         if isinstance(outcome, Call):
