@@ -37,7 +37,8 @@ def free_blocks() -> dict[int, int]:
     if stats is None or sys.implementation.name != "cpython":
         return {}
     # The allocator writes its table to the C-level stderr: catch it in a file (a pipe
-    # could fill up and block), then put stderr back.
+    # could fill up and block), then put stderr back. Anything another thread writes to
+    # stderr in that millisecond lands in the file too: call this before threads start.
     with tempfile.TemporaryFile() as caught:
         sys.stderr.flush()
         saved = os.dup(2)
