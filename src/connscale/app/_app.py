@@ -420,18 +420,22 @@ class App:
         def invalid(exc: msgspec.ValidationError) -> Result:
             return error_result(argument_error(exc, "tool", name, "argument"))
 
+        def prepare(arguments: Any, call_context: CallContext) -> tuple[Any, Context | None]:
+            """The tool's arguments converted and its Context (raises ``validation_error``)."""
+            if hook is None:
+                converted = convert(arguments, arguments_type)
+            else:
+                converted = convert(arguments, arguments_type, dec_hook=hook)
+            return converted, Context(call_context, self) if wants_context else None
+
         def calling(run: Callable[[Any, Context | None], Awaitable[Result]]) -> Call:
             """The caller of an async or blocking tool: convert here, run in ``run``."""
 
             def call(arguments: Any, call_context: CallContext) -> Any:
                 try:
-                    if hook is None:
-                        converted = convert(arguments, arguments_type)
-                    else:
-                        converted = convert(arguments, arguments_type, dec_hook=hook)
+                    converted, context = prepare(arguments, call_context)
                 except validation_error as exc:
                     return invalid(exc)
-                context = Context(call_context, self) if wants_context else None
                 return run(converted, context)
 
             return call
@@ -477,13 +481,9 @@ class App:
 
         def call_sync(arguments: Any, call_context: CallContext) -> Any:
             try:
-                if hook is None:
-                    converted = convert(arguments, arguments_type)
-                else:
-                    converted = convert(arguments, arguments_type, dec_hook=hook)
+                converted, context = prepare(arguments, call_context)
             except validation_error as exc:
                 return invalid(exc)
-            context = Context(call_context, self) if wants_context else None
             started = timer()
             try:
                 value = invoke(converted, context)
