@@ -403,8 +403,7 @@ class SessionTable:
             self._high_water += 1
         self._state[slot] = _ALLOCATED | code << _TRANSPORT_SHIFT
         if new_id is not None:
-            start = slot * SESSION_ID_BYTES
-            self._col_session_id[start : start + SESSION_ID_BYTES] = new_id
+            self._write_id(slot, new_id)
             if index is not None:
                 self._index_add(index, new_id, slot)
         self._col_created_at[slot] = when
@@ -417,8 +416,7 @@ class SessionTable:
         if self._index is not None:
             self._index.remove(self._id_of(slot), slot)
         elif self._ids_on_demand and self._id_of(slot) != _NO_ID:
-            start = slot * SESSION_ID_BYTES  # the slot's next session draws an id of its own
-            self._col_session_id[start : start + SESSION_ID_BYTES] = _NO_ID
+            self._write_id(slot, _NO_ID)  # the slot's next session draws an id of its own
         self._state[slot] = 0
         _clear(self, slot)
         if not self._addressed:
@@ -466,12 +464,15 @@ class SessionTable:
 
     def _session_id(self, slot: int) -> bytes:
         """The id of ``slot``, drawn now if the table hands ids out on demand."""
-        start = slot * SESSION_ID_BYTES
-        session_id = bytes(self._col_session_id[start : start + SESSION_ID_BYTES])
+        session_id = self._id_of(slot)
         if session_id == _NO_ID and self._ids_on_demand:
             session_id = _new_id()
-            self._col_session_id[start : start + SESSION_ID_BYTES] = session_id
+            self._write_id(slot, session_id)
         return session_id
+
+    def _write_id(self, slot: int, session_id: bytes) -> None:
+        start = slot * SESSION_ID_BYTES
+        self._col_session_id[start : start + SESSION_ID_BYTES] = session_id
 
     def get(self, slot: int, field: str, default: object = MISSING) -> Any:
         """The value of ``field`` for ``slot``; ``default`` instead when given and None."""
@@ -501,8 +502,7 @@ class SessionTable:
             if index.find(new_id) is not None:
                 raise ConfigurationError(f"session id {new_id.hex()} is already in use")
             index.remove(old_id, slot)
-        start = slot * SESSION_ID_BYTES
-        self._col_session_id[start : start + SESSION_ID_BYTES] = new_id
+        self._write_id(slot, new_id)
         if index is not None:
             self._index_add(index, new_id, slot)
 
