@@ -33,6 +33,17 @@ INIT = (
     + b"\n"
 )
 INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
+# The handshake-era initialize the HTTP benchmarks POST (2025-11-25).
+HTTP_INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "bench", "version": "1"},
+    },
+}
 
 
 def ping(request_id: int) -> bytes:

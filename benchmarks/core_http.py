@@ -18,6 +18,7 @@ import json
 import statistics
 import time
 
+from benchmarks._serving import HTTP_INITIALIZE
 from connscale.core.connection import ConnectionCore
 from connscale.core.protocol.http import McpHttp
 from connscale.core.protocol.mcp import McpProtocol
@@ -84,17 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     connection = 0
     assert core.open(connection)
 
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "bench", "version": "1"},
-        },
-    }
-    core.receive(connection, request(initialize, {}))
+    core.receive(connection, request(HTTP_INITIALIZE, {}))
     head = wire.last.split(b"\r\n\r\n", 1)[0].decode()
     session = next(
         line.split(":", 1)[1].strip()

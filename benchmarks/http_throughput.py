@@ -43,6 +43,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from benchmarks._serving import HTTP_INITIALIZE
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ("sdk", "starlette", "connscale-epoll", "connscale-asyncio")
 ERAS = ("handshake", "stateless")
@@ -212,18 +214,8 @@ def _open(port: int, server: str, era: str) -> tuple[socket.socket, bytes]:
             "Mcp-Name": "echo",
         }
         return sock, _post(port, body, headers)
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "bench", "version": "1"},
-        },
-    }
     buffer = bytearray()
-    sock.sendall(_post(port, initialize, {}))
+    sock.sendall(_post(port, HTTP_INITIALIZE, {}))
     head, _ = _read_response(sock, buffer)
     session = _session_header(head)
     headers = {"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
