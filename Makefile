@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv test lint typecheck unit bench bench-micro bench-full conformance clean
+.PHONY: all venv compile interpreted test lint typecheck unit bench bench-micro bench-full conformance clean
 
 all: test
 
@@ -22,6 +22,23 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The per-request hot path compiled with mypyc, beside its sources (scripts/compile_hot_path.py;
+# the module list is in src/connscale/_hot_path.py). Rebuilt when one of them changes; without
+# a C compiler it says so and everything runs interpreted.
+HOT_PATH := $(shell $(PYTHON) scripts/compile_hot_path.py --list)
+COMPILED := $(VENV)/.compiled
+
+$(COMPILED): $(STAMP) scripts/compile_hot_path.py src/connscale/_hot_path.py $(HOT_PATH)
+	$(BIN)/python scripts/compile_hot_path.py
+	touch $(COMPILED)
+
+compile: $(COMPILED)
+
+# Back to pure Python (the extensions removed); `make compile` builds them again.
+interpreted:
+	$(PYTHON) scripts/compile_hot_path.py --clean
+	rm -f $(COMPILED)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks fuzz examples scripts
 	$(BIN)/ruff format --check src tests benchmarks fuzz examples scripts
@@ -29,23 +46,24 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(COMPILED)
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit
 
 # The main job: the connection benchmark against the embedded reference server.
-bench: $(STAMP)
+bench: $(COMPILED)
 	$(BIN)/connscale bench --out bench-results
 
 # Micro-benchmarks of the building blocks (pools, cache, codec, session state).
-bench-micro: $(STAMP)
+bench-micro: $(COMPILED)
 	$(BIN)/python -m benchmarks.run_micro
 
 # The official MCP conformance suite (pinned; installed with npm into .conformance/) against
 # examples/everything.py on both engines, both protocol eras: one line per scenario.
-conformance: $(STAMP)
+conformance: $(COMPILED)
 	$(BIN)/python scripts/conformance.py
 
 clean:
+	$(PYTHON) scripts/compile_hot_path.py --clean
 	rm -rf $(VENV) bench-results .pytest_cache .mypy_cache .ruff_cache .conformance

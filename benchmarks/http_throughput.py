@@ -8,7 +8,11 @@ client keeps ``--in-flight`` requests going (one per keep-alive connection) for
   every POST as an event stream);
 * ``starlette``: a plain Starlette JSON endpoint on uvicorn doing the same echo, without
   MCP: the ceiling of the stack the SDK is built on;
-* ``connscale-epoll`` and ``connscale-asyncio``: ``connscale serve --transport http``.
+* ``connscale-epoll`` and ``connscale-asyncio``: ``connscale serve --transport http``;
+* ``floor``: a uvloop ``asyncio.Protocol`` that answers every request with the same fixed
+  echo response, parsing nothing but the end of the request: no Python server on this
+  loop can go faster, so it shows what the machine and the client allow (``--servers
+  floor`` adds it; it is not in the default set).
 
 Both MCP eras where the server speaks them: ``handshake`` (``initialize`` once per
 connection, then ``tools/call`` with its session id) and ``stateless`` (2026-07-28: every
@@ -44,9 +48,11 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from benchmarks._serving import HTTP_INITIALIZE
+from connscale._hot_path import compiled_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ("sdk", "starlette", "connscale-epoll", "connscale-asyncio")
+PLAIN = ("starlette", "floor")  # servers without MCP: one "plain" era, no handshake
 ERAS = ("handshake", "stateless")
 TEXT = "hello, world"
 META = {
@@ -79,6 +85,52 @@ def serve_starlette(port: int, ready: Path) -> None:
     server.run()
 
 
+def serve_floor(port: int, ready: Path) -> None:
+    """Fixed answers on uvloop: the ceiling of any Python server on this loop and client."""
+    import asyncio
+
+    import uvloop
+
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": TEXT}]}},
+        separators=(",", ":"),
+    ).encode()
+    answer = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%b"
+        % (len(body), body)
+    )
+
+    class Floor(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport  # uvloop's transports are not asyncio.Transport
+            self.buffer = b""
+
+        def data_received(self, data: bytes) -> None:
+            buffer = self.buffer + data
+            answers = 0
+            while True:  # whole requests only: the head's end, then content-length bytes
+                end = buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    break
+                at = buffer.lower().find(b"content-length:", 0, end)
+                length = int(buffer[at + 15 : buffer.find(b"\r\n", at)]) if at >= 0 else 0
+                if len(buffer) < end + 4 + length:
+                    break
+                buffer = buffer[end + 4 + length :]
+                answers += 1
+            self.buffer = buffer
+            if answers:
+                self.transport.write(answer * answers)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_server(Floor, "127.0.0.1", port)
+        ready.write_text(json.dumps({"port": port, "pids": [os.getpid()]}))
+        await asyncio.Event().wait()
+
+    uvloop.run(main())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,6 +147,9 @@ def start(server: str, scratch: Path) -> tuple[subprocess.Popen[bytes], int, int
         command += ["--port", str(port), "--ready-file", str(ready)]
     elif server == "starlette":
         command = [sys.executable, "-m", "benchmarks.http_throughput", "--serve-starlette"]
+        command += [str(port), str(ready)]
+    elif server == "floor":
+        command = [sys.executable, "-m", "benchmarks.http_throughput", "--serve-floor"]
         command += [str(port), str(ready)]
     else:
         engine = server.split("-", 1)[1]
@@ -203,7 +258,7 @@ def _open(port: int, server: str, era: str) -> tuple[socket.socket, bytes]:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     call = {"name": "echo", "arguments": {"text": TEXT}}
-    if server == "starlette":
+    if server in PLAIN:
         return sock, _post(port, {"jsonrpc": "2.0", "id": 1, "method": "echo", "params": call}, {})
     if era == "stateless":
         params = {**call, "_meta": META}
@@ -349,12 +404,18 @@ def median_figures(runs: list[Figures]) -> Figures:
     )
 
 
+def hot_path_mode() -> str:
+    compiled = compiled_modules()
+    return f"compiled ({len(compiled)} modules, mypyc)" if compiled else "interpreted"
+
+
 def markdown(results: list[Figures], args: argparse.Namespace) -> str:
     baselines = {(r.server, r.era): r for r in results}
     lines = [
         f"Command: `python -m benchmarks.http_throughput --seconds {args.seconds:g} "
         f"--in-flight {args.in_flight} --client-processes {args.client_processes} "
-        f"--repeat {args.repeat}`; medians of {args.repeat} runs, one server process each.",
+        f"--repeat {args.repeat}`; medians of {args.repeat} runs, one server process each; "
+        f"connscale's hot path {hot_path_mode()}.",
         "",
         "| server | era | req/s | vs SDK | vs Starlette | p50 ms | p99 ms "
         "| server CPU µs/req | client CPU µs/req | errors |",
@@ -388,9 +449,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--serve-starlette", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-floor", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_starlette:
         serve_starlette(int(args.serve_starlette[0]), Path(args.serve_starlette[1]))
+        return 0
+    if args.serve_floor:
+        serve_floor(int(args.serve_floor[0]), Path(args.serve_floor[1]))
         return 0
     servers = [name for name in args.servers.split(",") if name]
     eras = [name for name in args.eras.split(",") if name]
@@ -399,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             process, port, pid = start(server, Path(scratch))
             try:
-                for era in ["plain"] if server == "starlette" else eras:
+                for era in ["plain"] if server in PLAIN else eras:
                     runs = []
                     for index in range(args.repeat):
                         figures = run_once(server, era, port, pid, args)

@@ -6,3 +6,25 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pytest
+
+from connscale._hot_path import compiled_modules, stale_modules
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test an edit that a compiled extension built before it would hide."""
+    stale = stale_modules()
+    if stale:
+        pytest.exit(
+            "compiled extensions are older than their sources ("
+            + ", ".join(stale)
+            + "): run `make compile` to rebuild them, or `make interpreted` to remove them",
+            returncode=4,
+        )
+
+
+def pytest_report_header() -> str:
+    compiled = compiled_modules()
+    mode = f"compiled, {len(compiled)} modules" if compiled else "interpreted"
+    return "connscale hot path: " + mode

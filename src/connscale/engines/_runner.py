@@ -17,7 +17,7 @@ import itertools
 import logging
 from asyncio import Task
 from collections.abc import Awaitable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
@@ -57,6 +57,11 @@ def _mark_cancelled(call: Call) -> None:
     call.protocol.fail(call, INTERNAL_ERROR, "cancelled")
 
 
+# What most tools return: never awaitable, so the call skips inspect.isawaitable's checks
+# (a Python function and an ABC lookup per call).
+_PLAIN_RESULTS: Final = frozenset({dict, list, str, bytes, int, float, bool, type(None)})
+
+
 class CallRunner:
     """Runs ``Call``s for one engine; ``default_timeout`` bounds server-to-client requests."""
 
@@ -91,7 +96,7 @@ class CallRunner:
             _log.exception("%s failed", call)
             channel.finish_call(call, protocol.fail(call, INTERNAL_ERROR, f"internal error: {exc}"))
             return
-        if not inspect.isawaitable(outcome):
+        if type(outcome) in _PLAIN_RESULTS or not inspect.isawaitable(outcome):
             channel.finish_call(call, protocol.complete(call, outcome))
             return
         task = asyncio.get_running_loop().create_task(self._finish(call, outcome))

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connscale.core.protocol.http import sse_event
+from connscale.core.protocol.http import _HeaderFacts, sse_event
 from connscale.core.protocol.httpwire import chunk
 from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.tokens import RevocationTable, SessionSealer
@@ -304,3 +304,14 @@ def test_the_remembered_sessions_are_bounded() -> None:
         token = pipe.initialized()
         assert pipe.once(http_request(body=ping(1), headers={"mcp-session-id": token}))[0] == 200
     assert len(pipe.core.http._views) == http_module.VIEW_CACHE_SIZE  # type: ignore[union-attr]
+
+
+def test_host_answers_are_remembered_within_a_bound() -> None:
+    facts = _HeaderFacts()
+    allowed = frozenset({"localhost", "127.0.0.1"})
+    assert facts.host_allowed(b"localhost:8000", allowed)
+    assert not facts.host_allowed(b"evil.example:8000", allowed)
+    for number in range(5 * _HeaderFacts.LIMIT):  # a client sending a new Host each time
+        assert not facts.host_allowed(b"h%d.example" % number, allowed)
+        assert len(facts._hosts) <= _HeaderFacts.LIMIT
+    assert facts.host_allowed(b"127.0.0.1:1", allowed)  # still right after the memo emptied

@@ -142,16 +142,28 @@ def _accepts(accept: bytes | None, media_type: bytes) -> bool:
 
 
 class _HeaderFacts:
-    """What the ``Content-Type`` and ``Accept`` values a client sends mean, worked out once
-    per distinct value: a client sends the same ones on every request (bounded memo)."""
+    """What the ``Content-Type``, ``Accept`` and ``Host`` values a client sends mean, worked
+    out once per distinct value: a client sends the same ones on every request (bounded
+    memo, emptied when full, so that a client sending new values each time gains no memory)."""
 
-    __slots__ = ("_accept", "_json_body")
+    __slots__ = ("_accept", "_hosts", "_json_body")
 
     LIMIT: Final = 64
 
     def __init__(self) -> None:
         self._accept: dict[bytes | None, tuple[bool, bool]] = {}
         self._json_body: dict[bytes | None, bool] = {}
+        self._hosts: dict[bytes, bool] = {}
+
+    def host_allowed(self, value: bytes, allowed: frozenset[str]) -> bool:
+        """Whether a ``Host`` header names one of ``allowed`` (always the server's own set)."""
+        known = self._hosts.get(value)
+        if known is None:
+            known = _host_name(value) in allowed
+            if len(self._hosts) >= self.LIMIT:
+                self._hosts.clear()
+            self._hosts[value] = known
+        return known
 
     def accept(self, value: bytes | None) -> tuple[bool, bool]:
         """(accepts JSON, accepts an event stream)."""
@@ -243,7 +255,7 @@ class McpHttp:
             )
         if self._allowed_hosts is not None:
             host = headers.get(b"host")
-            if host is None or _host_name(host) not in self._allowed_hosts:
+            if host is None or not self._facts.host_allowed(host, self._allowed_hosts):
                 return self._error(request, 421, "misdirected request: invalid Host header")
         origin = headers.get(b"origin")
         if origin is not None and not self._origin_allowed(origin):

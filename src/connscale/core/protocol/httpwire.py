@@ -260,18 +260,34 @@ def response(
     head_only: bool = False,
 ) -> bytes:
     """A whole response with a Content-Length body (no body sent for HEAD)."""
+    start = _RESPONSE_STARTS.get((status, content_type))
+    if start is None:
+        start = _response_start(status, content_type)
+    extra = (
+        b"".join([name + b": " + value + b"\r\n" for name, value in headers]) if headers else b""
+    )
+    return b"%b%d\r\n%b%b\r\n%b" % (
+        start,
+        len(body),
+        extra,
+        _CLOSE_HEADER if close else b"",
+        b"" if head_only else body,
+    )
+
+
+# The status line and content type of a response, through "content-length: ", pre-encoded
+# per (status, content type) seen: every answer was assembling them piece by piece.
+_RESPONSE_STARTS: dict[tuple[int, bytes | None], bytes] = {}
+_CLOSE_HEADER: Final = b"connection: close\r\n"
+
+
+def _response_start(status: int, content_type: bytes | None) -> bytes:
     line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Error\r\n" % status
-    parts = [line]
-    if content_type is not None:
-        parts.append(b"content-type: " + content_type + b"\r\n")
-    parts.append(b"content-length: %d\r\n" % len(body))
-    parts.extend(name + b": " + value + b"\r\n" for name, value in headers)
-    if close:
-        parts.append(b"connection: close\r\n")
-    parts.append(b"\r\n")
-    if not head_only:
-        parts.append(body)
-    return b"".join(parts)
+    start = line + (b"" if content_type is None else b"content-type: " + content_type + b"\r\n")
+    start += b"content-length: "
+    if len(_RESPONSE_STARTS) < 256:  # statuses and content types are the server's own: few
+        _RESPONSE_STARTS[status, content_type] = start
+    return start
 
 
 def chunk(payload: bytes) -> bytes:

@@ -235,16 +235,16 @@ def header_problem(
         arguments = arguments if isinstance(arguments, dict) else {}
         for rule in rules:
             raw = headers.get(b"mcp-param-" + rule.header.lower())
-            value = arguments.get(rule.argument)
+            argument: object = arguments.get(rule.argument)
             title = "Mcp-Param-" + rule.header.decode("ascii", "replace")
             if raw is None:
-                if value is not None:
+                if argument is not None:
                     return f"{title} header is missing but the '{rule.argument}' argument is set"
                 continue
             decoded = decode_header_value(raw)
             if decoded is None:
                 return f"{title} header carries a malformed base64 sentinel value"
-            if value is None or not _same(decoded, value):
+            if argument is None or not _same(decoded, argument):
                 return f"{title} header does not match the '{rule.argument}' argument"
     return None
 
