@@ -28,3 +28,8 @@ def pytest_report_header() -> str:
     compiled = compiled_modules()
     mode = f"compiled, {len(compiled)} modules" if compiled else "interpreted"
     return "connscale hot path: " + mode
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say it at the end too: `pytest -q` (make test) shows no header."""
+    terminalreporter.write_line(pytest_report_header())
