@@ -27,7 +27,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from connscale.core.codec import decode_session, encode_session
@@ -141,6 +141,10 @@ def _accepts(accept: bytes | None, media_type: bytes) -> bool:
     return False
 
 
+_Key = TypeVar("_Key")
+_Known = TypeVar("_Known")
+
+
 class _HeaderFacts:
     """What the ``Content-Type``, ``Accept`` and ``Host`` values a client sends mean, worked
     out once per distinct value: a client sends the same ones on every request (bounded
@@ -159,30 +163,30 @@ class _HeaderFacts:
         """Whether a ``Host`` header names one of ``allowed`` (always the server's own set)."""
         known = self._hosts.get(value)
         if known is None:
-            known = _host_name(value) in allowed
-            if len(self._hosts) >= self.LIMIT:
-                self._hosts.clear()
-            self._hosts[value] = known
+            known = _remember(self._hosts, value, _host_name(value) in allowed)
         return known
 
     def accept(self, value: bytes | None) -> tuple[bool, bool]:
         """(accepts JSON, accepts an event stream)."""
         known = self._accept.get(value)
         if known is None:
-            known = (_accepts(value, _JSON), _accepts(value, _SSE))
-            if len(self._accept) >= self.LIMIT:
-                self._accept.clear()
-            self._accept[value] = known
+            known = _remember(self._accept, value, (_accepts(value, _JSON), _accepts(value, _SSE)))
         return known
 
     def json_body(self, value: bytes | None) -> bool:
         known = self._json_body.get(value)
         if known is None:
-            known = (value or b"").split(b";", 1)[0].strip().lower() == _JSON
-            if len(self._json_body) >= self.LIMIT:
-                self._json_body.clear()
-            self._json_body[value] = known
+            media_type = (value or b"").split(b";", 1)[0].strip().lower()
+            known = _remember(self._json_body, value, media_type == _JSON)
         return known
+
+
+def _remember(memo: dict[_Key, _Known], key: _Key, known: _Known) -> _Known:
+    """Store ``known`` under ``key``, emptying ``memo`` first when it holds LIMIT values."""
+    if len(memo) >= _HeaderFacts.LIMIT:
+        memo.clear()
+    memo[key] = known
+    return known
 
 
 def _host_name(host: bytes) -> str | None:
