@@ -11,7 +11,8 @@ server's user+system CPU time spent during each ramp divided by the sessions it 
     .venv/bin/python -m benchmarks.server_memory --plateaus 500,1000 --scenarios epoll-tcp
 
 Scenarios: ``epoll-tcp``, ``asyncio-tcp`` (uvloop when installed), ``asyncio-tcp-stdlib``
-(the standard loop), ``epoll-http-sse`` and ``asyncio-http-sse`` (each session: a POSTed
+(the standard loop), ``epoll-http-sse``, ``epoll-http-sse-uvloop`` (the epoll engine inside
+uvloop instead of the standard loop) and ``asyncio-http-sse`` (each session: a POSTed
 ``initialize`` on a short connection, then a GET event stream held open).
 
 ``--app TARGET`` serves that App instead of the reference tools (the same target
@@ -59,6 +60,7 @@ SCENARIOS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "asyncio-tcp": ("asyncio", "tcp", ()),
     "asyncio-tcp-stdlib": ("asyncio", "tcp", ("--loop", "asyncio")),
     "epoll-http-sse": ("epoll", "http", ()),
+    "epoll-http-sse-uvloop": ("epoll", "http", ("--loop", "uvloop")),
     "asyncio-http-sse": ("asyncio", "http", ()),
 }
 TARGETS = {"tcp-epoll": 256, "tcp-asyncio": 1536, "http": 1024}

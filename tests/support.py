@@ -144,6 +144,7 @@ class CorePipe:
         hold: set[str] | bool = False,
         keepalive_timeout: float | None = None,
         capacity: int = 256,
+        max_sessions: int | None = None,
         **http_options: Any,
     ) -> None:
         http = transport == "http"
@@ -153,7 +154,11 @@ class CorePipe:
             self.surface,
             # As the server builds them: HTTP finds sessions by id; a TCP session's slot is
             # its connection's number.
-            SessionTable(index_by_id=True) if http else SessionTable(addressed=True),
+            SessionTable(
+                min(max_sessions or 1024, 1024), max_capacity=max_sessions, index_by_id=True
+            )
+            if http
+            else SessionTable(addressed=True),
             limits=limits or ServerLimits(),
             transport=Transport.HTTP if http else Transport.TCP,
         )
@@ -162,6 +167,7 @@ class CorePipe:
         if http:
             http_options.setdefault("sealer", SessionSealer(b"k" * 32))
             handler = McpHttp(self.protocol, **http_options)
+        self.http_handler = handler
         self.core = ConnectionCore(
             self.protocol,
             self.runner,

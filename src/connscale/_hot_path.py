@@ -25,6 +25,7 @@ HOT_PATH_MODULES: Final = (
     "connscale.core.protocol.http",
     "connscale.core.protocol.mcp",
     "connscale.core.protocol.stateless",
+    "connscale.core.protocol.jsonrpc",
     "connscale.engines.epoll",
 )
 

@@ -401,7 +401,9 @@ def test_an_async_call_over_http_and_a_connection_closed_meanwhile(
             data += waiting.recv(65536)
         assert data.startswith(b"HTTP/1.1 200") and b'"id":8' in data
         waiting.close()
-        assert http.wait_for(lambda: len(http.protocol.table) == 0)
+        # No slot stays held; only the row initialize kept for a GET stream may remain.
+        assert http.wait_for(lambda: http.engine.statistics().sessions == 0)
+        assert http.call(lambda: len(http.protocol.table)) <= 1
 
 
 @pytest.mark.sdk

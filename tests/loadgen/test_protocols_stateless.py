@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from connscale import App
 from connscale.core.protocol.httpwire import HttpReader
 from connscale.core.protocol.jsonrpc import Request, decode_message
-from connscale.core.protocol.stateless import header_problem, read_envelope
+from connscale.core.protocol.stateless import client_of, header_problem, read_envelope
 from connscale.loadgen.protocols import PROTOCOLS, ProtocolOptions, make_protocol
 from connscale.loadgen.protocols.base import CLOSED, HANDSHAKE, READY, Conn
 from connscale.loadgen.protocols.mcp_stateless import (
@@ -73,8 +73,8 @@ def test_each_request_passes_the_servers_own_envelope_and_header_checks(kind: st
     assert request is not None and request.method == b"POST" and request.path == b"/mcp"
     message = decode_message(request.body)
     assert isinstance(message, Request) and message.id == 42
-    version, client, _level = read_envelope(message.params)
-    assert version == VERSION and client.name == "connscale-loadgen"
+    version, meta, _level = read_envelope(message.params)
+    assert version == VERSION and client_of(version, meta).name == "connscale-loadgen"
     assert isinstance(message.params, dict)
     assert header_problem(request.headers, version, message.method, message.params) is None
     assert request.headers[b"host"] == b"127.0.0.1:9"

@@ -383,8 +383,13 @@ class ConnectionCore:
         return not self._backlog and not self._http_readers_busy()
 
     def statistics(self) -> CoreStatistics:
+        # Rows kept after an HTTP initialize for the GET that follows are not sessions held.
+        kept = self.http.kept_rows if self.http is not None else 0
         return CoreStatistics(
-            self.connections, len(self.protocol.table), self._streams + self._listens, self.accepted
+            self.connections,
+            len(self.protocol.table) - kept,
+            self._streams + self._listens,
+            self.accepted,
         )
 
     def kind_of(self, connection: int) -> int:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connscale.core.protocol.http import _HeaderFacts, sse_event
+from connscale.core.protocol.http import KEPT_ROWS, _HeaderFacts, sse_event
 from connscale.core.protocol.httpwire import chunk
 from connscale.core.protocol.limits import ServerLimits
 from connscale.core.protocol.tokens import RevocationTable, SessionSealer
@@ -29,7 +29,9 @@ def test_initialize_returns_a_sealed_session_id() -> None:
     assert status == 200 and headers["content-type"] == "application/json"
     assert json.loads(body)["result"]["serverInfo"]["name"] == "connscale"
     assert len(headers["mcp-session-id"]) > 40
-    assert len(pipe.protocol.table) == 0  # nothing kept between requests
+    # No session is held between requests; the row stays only for the GET that usually
+    # follows (bounded, freed in turn: see the tests of kept rows below).
+    assert pipe.core.statistics().sessions == 0 and pipe.http_handler.kept_rows == 1
 
 
 def test_requests_with_the_token_are_served_by_any_worker_with_the_key() -> None:
@@ -64,7 +66,7 @@ def test_a_sync_tool_call_is_answered_as_json_and_frees_its_slot() -> None:
     )
     assert status == 200 and headers["mcp-session-id"] == token
     assert json.loads(body)["result"]["content"] == [{"type": "text", "text": "hey"}]
-    assert len(pipe.protocol.table) == 0
+    assert len(pipe.protocol.table) == pipe.http_handler.kept_rows == 1  # no slot but the kept row
 
 
 def test_a_held_call_answers_later_and_its_notifications_make_it_a_stream() -> None:
@@ -75,7 +77,7 @@ def test_a_held_call_answers_later_and_its_notifications_make_it_a_stream() -> N
         pipe.feed(connection, http_request(body=echo(4), headers={"mcp-session-id": token})) == b""
     )
     [call] = pipe.runner.held
-    assert len(pipe.protocol.table) == 0  # a POST is served from its token: no slot
+    assert pipe.core.statistics().sessions == 0  # a POST is served from its token: no slot
     assert call.client.name == "hostile" and call.client.session_id
     call.notify("notifications/progress", {"progressToken": 1, "progress": 0.5})
     pipe.runner.answer(call, {"content": [], "isError": False})
@@ -83,7 +85,7 @@ def test_a_held_call_answers_later_and_its_notifications_make_it_a_stream() -> N
     assert status == 200 and headers["content-type"] == "text/event-stream"
     messages = sse_messages(body)
     assert [m.get("method") for m in messages] == ["notifications/progress", None]
-    assert messages[1]["id"] == 4 and len(pipe.protocol.table) == 0
+    assert messages[1]["id"] == 4 and pipe.core.statistics().sessions == 0
 
 
 def test_stream_responses_mode_answers_every_call_as_a_stream() -> None:
@@ -140,7 +142,40 @@ def test_a_get_straight_after_initialize_opens_its_token_once() -> None:
         "GET", headers={"mcp-session-id": headers["mcp-session-id"], "content-length": "0"}
     )
     assert pipe.feed(pipe.connect(), get).startswith(b"HTTP/1.1 200")
-    assert sealer.opened == 1  # the session's view and its slot come from one decryption
+    # The GET takes the row and the view that initialize kept: no decryption at all.
+    assert sealer.opened == 0 and len(pipe.protocol.table) == 1 and pipe.http_handler.kept_rows == 0
+    assert pipe.core.statistics().streams == pipe.core.statistics().sessions == 1
+
+
+def test_a_get_whose_kept_row_was_freed_loads_the_session_from_its_token() -> None:
+    sealer = CountingSealer()
+    pipe = HttpPipe(sealer=sealer)
+    token = pipe.initialized()
+    for _ in range(KEPT_ROWS):  # newer sessions push the first one's row out
+        pipe.initialized()
+    assert pipe.http_handler.kept_rows == len(pipe.protocol.table) == KEPT_ROWS
+    get = http_request("GET", headers={"mcp-session-id": token, "content-length": "0"})
+    assert pipe.feed(pipe.connect(), get).startswith(b"HTTP/1.1 200")
+    assert sealer.opened == 1  # its view was remembered; its row is loaded from the token
+    assert len(pipe.protocol.table) == KEPT_ROWS + 1
+
+
+def test_a_delete_frees_the_kept_row_and_a_later_get_is_refused() -> None:
+    pipe = HttpPipe()
+    token = pipe.initialized()
+    assert pipe.once(http_request("DELETE", headers={"mcp-session-id": token}))[0] == 200
+    assert len(pipe.protocol.table) == 0 and pipe.http_handler.kept_rows == 0
+    get = http_request("GET", headers={"mcp-session-id": token, "content-length": "0"})
+    assert pipe.once(get)[0] == 404
+
+
+def test_kept_rows_give_way_when_the_table_is_full() -> None:
+    pipe = HttpPipe(max_sessions=4)
+    tokens = [pipe.initialized() for _ in range(6)]  # more sessions than rows: no 503
+    assert len(pipe.protocol.table) == 4
+    get = http_request("GET", headers={"mcp-session-id": tokens[-1], "content-length": "0"})
+    assert pipe.feed(pipe.connect(), get).startswith(b"HTTP/1.1 200")
+    assert pipe.core.statistics().streams == 1
 
 
 def test_deletes_are_seen_by_other_workers_sharing_the_table() -> None:

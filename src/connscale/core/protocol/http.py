@@ -85,6 +85,9 @@ _SUPPORTED_VERSIONS: Final = frozenset(v.encode("ascii") for v in HANDSHAKE_VERS
 #: Session views kept by token, so that a client's next POST skips opening its token. Bounded:
 #: the oldest goes first. A view costs ~0.4 KB; this is a fixed cost, not one per session.
 VIEW_CACHE_SIZE: Final = 1024
+#: Sessions whose table row is kept after ``initialize`` for the GET stream that usually
+#: follows (the oldest row is freed past this many).
+KEPT_ROWS: Final = 64
 
 
 def sse_event(data: bytes, *, event: bytes = b"message") -> bytes:
@@ -236,7 +239,16 @@ class McpHttp:
         )
         self._core: ConnectionCore | None = None
         self._views: dict[bytes, SessionView] = {}
+        # Slots of sessions just initialized, oldest first: a client opens its GET stream
+        # right after initialize, and that GET takes the row as it is instead of opening,
+        # decoding and loading the token into a new one. Bounded by KEPT_ROWS.
+        self._kept: dict[int, None] = {}
         self._facts = _HeaderFacts()
+
+    @property
+    def kept_rows(self) -> int:
+        """Table rows kept since ``initialize`` for a GET stream that has not come yet."""
+        return len(self._kept)
 
     def bind(self, core: ConnectionCore) -> None:
         self._core = core
@@ -329,25 +341,34 @@ class McpHttp:
                 session = decode_session(opened[0])
             except CorruptStateError:
                 return self._error(request, 404, "session not found")
-            client = ClientInfo(
-                protocol_version=session.protocol_version or "",
-                name=session.client_name,
-                version=session.client_version,
-                capabilities=session.capabilities,
-                session_id=session.session_id.hex(),
-            )
-            view = SessionView(session.session_id, client, self._sealer.expiry(opened[1]))
-            if len(views) >= VIEW_CACHE_SIZE:
-                del views[next(iter(views))]
-            views[token] = view
+            view = self._remember_view(token, session, opened[1])
         if self._revoked.is_revoked(view.key):
             views.pop(token, None)
             return self._error(request, 404, "session not found")
         return view, token, session
 
+    def _remember_view(self, token: bytes, session: Session, issued: float) -> SessionView:
+        """The view of ``session`` (sealed into ``token`` at ``issued``), remembered for the
+        session's next requests (bounded: the oldest is forgotten)."""
+        client = ClientInfo(
+            protocol_version=session.protocol_version or "",
+            name=session.client_name,
+            version=session.client_version,
+            capabilities=session.capabilities,
+            session_id=session.session_id.hex(),
+        )
+        view = SessionView(session.session_id, client, self._sealer.expiry(issued))
+        views = self._views
+        if len(views) >= VIEW_CACHE_SIZE:
+            del views[next(iter(views))]
+        views[token] = view
+        return view
+
     def _session(self, request: HttpRequest) -> tuple[int, bool, bytes] | bytes:
         """(slot, transient, token) for the request's session, or an error response: for
-        what holds the session in a table slot (a GET stream) or must find it there."""
+        what holds the session in a table slot (a GET stream) or must find it there.
+        ``transient``: the slot is this request's to keep or free (loaded from the token,
+        or kept since ``initialize``); otherwise a stream holds it."""
         found = self._view(request)
         if isinstance(found, bytes):
             return found
@@ -355,6 +376,9 @@ class McpHttp:
         table = self.protocol.table
         existing = table.find(view.key)
         if existing is not None:
+            if existing in self._kept:
+                del self._kept[existing]
+                return existing, True, token
             return existing, False, token
         if session is None:  # its view was remembered: open the token for the whole session
             opened = self._sealer.open(token)
@@ -478,23 +502,47 @@ class McpHttp:
     def _initialize(self, request: HttpRequest, message: Request) -> bytes:
         protocol = self.protocol
         accepts_stream = self._stream_responses and _accepts(request.headers.get(b"accept"), _SSE)
+        session_id = secrets.token_bytes(16)
         try:
-            slot = protocol.open_session(session_id=secrets.token_bytes(16))
+            slot = protocol.open_session(session_id=session_id)
         except SessionError:
-            return self._error(request, 503, "server full: try again later")
+            if not self._kept:
+                return self._error(request, 503, "server full: try again later")
+            self._free_kept(1)  # a row kept for a GET gives way to a new session
+            try:
+                slot = protocol.open_session(session_id=session_id)
+            except SessionError:
+                return self._error(request, 503, "server full: try again later")
+        keep = False
         try:
             reply = protocol.handle_message(slot, message)
             assert isinstance(reply, bytes)
             if not protocol.is_initialized(slot):
                 return response(400, _JSON, reply, close=not request.keep_alive)
-            state = encode_session(protocol.table.session(slot))
-            token = self._sealer.seal(state).encode("ascii")
+            session = protocol.table.session(slot)
+            # Read before sealing: the view then expires no later than the token does.
+            issued = float(int(self._sealer.now()))
+            token = self._sealer.seal(encode_session(session)).encode("ascii")
+            keep = True
         except ConfigurationError:  # only with limits raised past what a token can carry
             body = encode_error(message.id, INVALID_PARAMS, "session state too large")
             return response(400, _JSON, body, close=not request.keep_alive)
         finally:
-            protocol.close_session(slot)
+            if not keep:
+                protocol.close_session(slot)
+        self._remember_view(token, session, issued)
+        kept = self._kept
+        if len(kept) >= KEPT_ROWS:
+            self._free_kept(1)
+        kept[slot] = None
         return self._reply(request, reply, token, accepts_stream)
+
+    def _free_kept(self, count: int) -> None:
+        """Free the ``count`` oldest rows kept since ``initialize`` (no GET took them)."""
+        kept = self._kept
+        for slot in list(kept)[:count]:
+            del kept[slot]
+            self.protocol.close_session(slot)
 
     def _get(self, request: HttpRequest) -> bytes | OpenStream:
         if not _accepts(request.headers.get(b"accept"), _SSE):

@@ -11,6 +11,8 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
+from connscale.core.protocol._jsonrpc_shape import envelope_decoder
+
 __all__ = [
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
@@ -78,17 +80,7 @@ class Invalid(NamedTuple):
 Message = Request | Notification | ClientResponse | Invalid
 
 
-class _Envelope(msgspec.Struct):
-    jsonrpc: str | msgspec.UnsetType = msgspec.UNSET
-    id: int | str | msgspec.UnsetType | None = msgspec.UNSET
-    method: str | msgspec.UnsetType = msgspec.UNSET
-    params: dict[str, Any] | list[Any] | msgspec.UnsetType = msgspec.UNSET
-    # A client's result/error is decoded only by whoever waits for it: keep it raw.
-    result: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-    error: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
-
-
-_decoder: Final = msgspec.json.Decoder(_Envelope)
+_decoder: Final = envelope_decoder()
 # What msgspec raises for bytes that are not JSON. Invalid UTF-8 inside a string comes out
 # as UnicodeDecodeError rather than DecodeError (found by fuzzing): JSON must be UTF-8.
 _NOT_JSON: Final = (msgspec.DecodeError, RecursionError, UnicodeDecodeError)
@@ -171,10 +163,13 @@ def decode_message(
     if envelope.jsonrpc != "2.0":
         return Invalid(usable_id, INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
     params = None if envelope.params is msgspec.UNSET else envelope.params
-    # Counting bytes is C-fast; only frames with many brackets or commas pay for the walk.
+    # Counting bytes is C-fast; only frames with many brackets or commas pay for the walk
+    # (and a frame shorter than the item cap cannot hold that many values: no comma count).
     if params is not None:
         brackets = frame.count(b"{") + frame.count(b"[")
-        if brackets > max_json_depth or brackets + frame.count(b",") >= max_json_items:
+        if brackets > max_json_depth or (
+            len(frame) >= max_json_items and brackets + frame.count(b",") >= max_json_items
+        ):
             depth, items = json_shape(params, max_json_items)
             if depth >= max_json_depth:
                 return Invalid(

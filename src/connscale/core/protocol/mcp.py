@@ -443,6 +443,9 @@ class McpProtocol:
         self._modern_pages: dict[ListKind, list[bytes]] = {}
         self._discover_result = b"{}"
         self._server_meta: dict[str, Any] = {}
+        # What ends a complete 2026-07-28 result whose function set neither its own
+        # resultType nor _meta (the usual case), so it is spliced on, not merged and encoded.
+        self._complete_tail = b""
         self._header_rules: dict[str, tuple[HeaderRule, ...]] | None = None
         self._initialize_results: dict[str, bytes] = {}
         self._capabilities: Mapping[str, Any] = {}
@@ -477,9 +480,8 @@ class McpProtocol:
     def open_session(self, *, session_id: bytes | None = None, slot: int | None = None) -> int:
         """Allocate a slot for a new session (``TableFullError`` when full): ``slot`` when
         given (a connection's own number), else any free one."""
-        slot = self._table.allocate(transport=self._transport, session_id=session_id, slot=slot)
-        self._table.update(slot, phase=Phase.INITIALIZING)
-        return slot
+        # A new slot's phase is already "initializing" (allocate writes the whole state).
+        return self._table.allocate(transport=self._transport, session_id=session_id, slot=slot)
 
     def close_session(self, slot: int) -> None:
         """Free the slot of a session that ended (a slot already free is ignored).
@@ -572,7 +574,15 @@ class McpProtocol:
         if isinstance(result, bytes):
             return encode_result_raw(call.request_id, result)
         if call.envelope is not None and isinstance(result, dict):
-            result = self._modern_result(result, cacheable=call.method in CACHEABLE)
+            cacheable = call.method in CACHEABLE
+            if cacheable or "resultType" in result or "_meta" in result:
+                result = self._modern_result(result, cacheable=cacheable)
+            else:
+                encoded = _encoder.encode(result)  # "{...}": its closing brace is replaced
+                joint = b"," if len(encoded) > 2 else b""
+                return encode_result_raw(
+                    call.request_id, encoded[:-1] + joint + self._complete_tail
+                )
         return encode_result(call.request_id, result)
 
     def input_required(self, call: Call) -> bytes:
@@ -631,7 +641,7 @@ class McpProtocol:
         self, slot: int, request: Request, headers: Mapping[bytes, bytes] | None
     ) -> bytes | Call | Listen:
         params = request.params
-        version, client, log_level = read_envelope(params)
+        version, meta, log_level = read_envelope(params)
         assert isinstance(params, dict)
         method = request.method
         if headers is not None:
@@ -671,7 +681,7 @@ class McpProtocol:
             responses: dict[str, Any] = {}
             if method != "completion/complete":
                 responses = self._answers(outcome, params)
-            outcome.envelope = Envelope(version, client, log_level, responses)
+            outcome.envelope = Envelope(version, meta, log_level, responses)
         return outcome
 
     def _answers(self, call: Call, params: dict[str, Any]) -> dict[str, Any]:
@@ -1100,6 +1110,9 @@ class McpProtocol:
         info = surface.info
         server_info = info.implementation()
         self._server_meta = {META_SERVER: server_info}
+        self._complete_tail = (
+            b'"resultType":"complete","_meta":' + _encoder.encode(self._server_meta) + b"}"
+        )
         discover: dict[str, Any] = {
             "supportedVersions": list(STATELESS_VERSIONS),
             "capabilities": self._capabilities,

@@ -43,6 +43,7 @@ __all__ = [
     "Envelope",
     "InputRequired",
     "StatelessError",
+    "client_of",
     "decode_header_value",
     "header_problem",
     "read_envelope",
@@ -106,19 +107,24 @@ class InputRequired(BaseException):
 
 
 class Envelope:
-    """What one modern request says about its client, and the answers it brought back."""
+    """What one modern request says about its client, and the answers it brought back.
 
-    __slots__ = ("asked", "client", "count", "log_level", "responses", "version")
+    ``client`` is built from ``_meta`` when first asked for: most tools never ask, and a
+    frozen dataclass costs about a microsecond to build on every call.
+    """
+
+    __slots__ = ("_client", "_meta", "asked", "count", "log_level", "responses", "version")
 
     def __init__(
         self,
         version: str,
-        client: ClientInfo,
+        meta: Mapping[str, Any],
         log_level: str | None,
         responses: dict[str, Any],
     ) -> None:
         self.version = version
-        self.client = client
+        self._meta = meta
+        self._client: ClientInfo | None = None
         self.log_level = log_level
         #: Answers to input requests: from earlier rounds (``requestState``) and this one.
         self.responses = responses
@@ -126,9 +132,16 @@ class Envelope:
         self.asked: dict[str, dict[str, Any]] = {}
         self.count = 0  # requests made so far in this run of the function (default keys)
 
+    @property
+    def client(self) -> ClientInfo:
+        client = self._client
+        if client is None:
+            client = self._client = client_of(self.version, self._meta)
+        return client
 
-def read_envelope(params: object) -> tuple[str, ClientInfo, str | None]:
-    """(version, client, log level) from a modern request's params; ``StatelessError``
+
+def read_envelope(params: object) -> tuple[str, dict[str, Any], str | None]:
+    """(version, ``_meta``, log level) from a modern request's params; ``StatelessError``
     -32602 when ``_meta`` is missing or lacks a required key (checked first of all)."""
     meta = params.get("_meta") if isinstance(params, dict) else None
     if not isinstance(meta, dict):
@@ -144,30 +157,34 @@ def read_envelope(params: object) -> tuple[str, ClientInfo, str | None]:
             "params._meta is missing the required envelope key(s): " + ", ".join(missing),
         )
     version = meta[META_VERSION]
-    capabilities = meta[META_CAPABILITIES]
-    if not isinstance(version, str) or not isinstance(capabilities, dict):
+    if not isinstance(version, str) or not isinstance(meta[META_CAPABILITIES], dict):
         raise StatelessError(
             INVALID_PARAMS,
             f"'{META_VERSION}' must be a string and '{META_CAPABILITIES}' an object",
         )
-    info = meta.get(META_CLIENT)
-    name = version_of_client = None
-    if isinstance(info, dict):
-        name = info.get("name") if isinstance(info.get("name"), str) else None
-        raw = info.get("version")
-        version_of_client = raw if isinstance(raw, str) else None
     level = meta.get(META_LOG_LEVEL, LOG_OFF)
     if level != LOG_OFF and level not in LOG_LEVELS:
         raise StatelessError(
             INVALID_PARAMS, f"'{META_LOG_LEVEL}' must be one of: " + ", ".join(LOG_LEVELS)
         )
-    client = ClientInfo(
+    return version, meta, level
+
+
+def client_of(version: str, meta: Mapping[str, Any]) -> ClientInfo:
+    """The client a checked ``_meta`` describes (its info is optional; odd types are dropped)."""
+    info = meta.get(META_CLIENT)
+    name = version_of_client = None
+    if isinstance(info, dict):
+        raw_name = info.get("name")
+        name = raw_name if isinstance(raw_name, str) else None
+        raw = info.get("version")
+        version_of_client = raw if isinstance(raw, str) else None
+    return ClientInfo(
         protocol_version=version,
         name=name[:256] if name else None,
         version=version_of_client[:256] if version_of_client else None,
-        capabilities=capabilities,
+        capabilities=meta[META_CAPABILITIES],
     )
-    return version, client, level
 
 
 def check_version(version: str) -> None:
@@ -219,7 +236,9 @@ def header_problem(
     """Why the HTTP headers disagree with the body (a -32020 message), or None."""
     for name in (b"mcp-protocol-version", b"mcp-method", b"mcp-name"):
         value = headers.get(name)
-        if value is not None and b"," in value:
+        # find, not ``in``: bytes.__contains__ first tries its operand as an integer, and
+        # the TypeError it raises and clears costs more than the search.
+        if value is not None and value.find(b",") >= 0:
             return f"{name.decode()} header appears more than once"
     if not _matches(headers.get(b"mcp-protocol-version"), version):
         return "mcp-protocol-version header does not match the request envelope's protocol version"
