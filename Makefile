@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv compile interpreted test lint typecheck unit bench bench-micro bench-full conformance clean
+.PHONY: all venv compile interpreted test lint typecheck unit bench bench-micro bench-full conformance wheel wheel-compiled clean
 
 all: test
 
@@ -64,6 +64,16 @@ bench-micro: $(COMPILED)
 conformance: $(COMPILED)
 	$(BIN)/python scripts/conformance.py
 
+# Wheels into dist/: pure Python (any platform), or with the hot path compiled for this
+# interpreter and platform (scripts/hatch_build.py; needs a C compiler; it also leaves the
+# source tree compiled, as `make compile` does).
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel --quiet --no-build-isolation --no-deps -w dist .
+
+wheel-compiled: $(STAMP)
+	CONNSCALE_COMPILE=1 $(BIN)/python -m pip wheel --quiet --no-build-isolation --no-deps -w dist .
+	touch $(COMPILED)
+
 clean:
 	$(PYTHON) scripts/compile_hot_path.py --clean
-	rm -rf $(VENV) bench-results .pytest_cache .mypy_cache .ruff_cache .conformance
+	rm -rf $(VENV) bench-results dist .pytest_cache .mypy_cache .ruff_cache .conformance

@@ -10,6 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "connscale"
 # Module prefix -> layer number. A module may import from layers <= its own.
 LAYERS: list[tuple[str, int]] = [
     ("connscale._version", 0),
+    ("connscale._hot_path", 0),  # which modules run compiled (standard library only)
     ("connscale.errors", 0),
     ("connscale.clock", 0),
     ("connscale.core", 1),

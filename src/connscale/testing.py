@@ -32,18 +32,24 @@ Result = TypeVar("Result")
 
 @contextmanager
 def engine_in_thread(
-    engine: Engine, *, start_timeout: float = 5.0
+    engine: Engine,
+    *,
+    start_timeout: float = 5.0,
+    new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
 ) -> Iterator[asyncio.AbstractEventLoop]:
-    """Run ``engine`` on a new event loop in a thread; yields that loop once it serves.
+    """Run ``engine`` on a new event loop (from ``new_loop``) in a thread; yields that loop
+    once it serves.
 
     On exit the engine closes, the loop stops and the thread is joined (``ServerError``
-    if it does not end), so a test's blocking client code can talk to a real engine over
-    loopback without an event loop of its own. A stop right after the start is not lost:
-    the thread waits for an event that the exit sets, whenever it comes.
+    if it does not end, or if closing the engine raised), so a test's blocking client code
+    can talk to a real engine over loopback without an event loop of its own. A stop right
+    after the start is not lost: the thread waits for an event that the exit sets, whenever
+    it comes.
     """
-    loop = asyncio.new_event_loop()
+    loop = new_loop()
     started = threading.Event()
     failure: list[BaseException] = []
+    stop_failure: list[BaseException] = []
     stop: asyncio.Event | None = None
 
     async def main() -> None:
@@ -59,7 +65,11 @@ def engine_in_thread(
         try:
             await stop.wait()
         finally:
-            engine.close()
+            try:
+                engine.close()
+            except BaseException as exc:
+                stop_failure.append(exc)
+                raise
             await asyncio.sleep(0)  # let cancelled calls finish their cleanup
 
     def run() -> None:
@@ -93,6 +103,9 @@ def engine_in_thread(
         thread.join(start_timeout)
         if thread.is_alive():
             raise ServerError("the engine thread did not stop in time")
+        if stop_failure:
+            error = stop_failure[0]
+            raise ServerError(f"the engine failed to stop: {error!r}") from error
 
 
 @dataclass
@@ -135,7 +148,8 @@ def serve_in_thread(
     """Serve ``app`` (default: the reference tools) on a loopback port from a thread.
 
     The server runs on a ``FakeClock`` (given or new): its timeouts fire only when the
-    test calls ``advance``. ``options`` are further ``ServerConfig`` fields.
+    test calls ``advance``. ``options`` are further ``ServerConfig`` fields; the loop is the
+    standard one unless ``loop="uvloop"`` asks for uvloop.
     """
     config = ServerConfig(
         transport=transport,  # type: ignore[arg-type]
@@ -152,7 +166,12 @@ def serve_in_thread(
         config = replace(config, port=port)
         surface = resolve_app(config, app)
         built = build_engine(config, surface, listener, clock=clock)
-        with engine_in_thread(built) as loop:
+        new_loop = asyncio.new_event_loop
+        if config.loop == "uvloop":
+            import uvloop
+
+            new_loop = uvloop.new_event_loop
+        with engine_in_thread(built, new_loop=new_loop) as loop:
             yield ServingThread(port, built, loop, clock)
     finally:
         listener.close()

@@ -18,8 +18,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connscale._hot_path import HOT_PATH_MODULES
 from connscale.cli import serve as serve_command
 from connscale.errors import ConfigurationError
+from connscale.server import supervisor
+from connscale.server.config import ServerConfig
+from connscale.server.supervisor import _hot_path_mode as hot_path_mode
+from connscale.server.supervisor import ready_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from serve_harness import serve
@@ -55,6 +60,7 @@ def test_ready_file_contract_and_clean_stop(tmp_path: Path, engine: str, transpo
             "port": ready["port"],
             "supervisor_pid": process.pid,
             "pids": [process.pid],
+            "hot_path": hot_path_mode(),  # the subprocess imports what this one does
         }
         assert ready["port"] > 0
         with socket.create_connection(("127.0.0.1", ready["port"]), timeout=5):
@@ -68,6 +74,43 @@ def test_ready_file_contract_and_clean_stop(tmp_path: Path, engine: str, transpo
             assert stats["pid"] == process.pid and stats["connections"] == 1
         process.send_signal(signal.SIGTERM)
         assert process.wait(10) == 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_says_where_it_listens_and_how_it_runs(tmp_path: Path, workers: str) -> None:
+    ready_file = tmp_path / "ready.json"
+    command = [sys.executable, "-m", "connscale", "serve", "--transport", "http"]
+    process = subprocess.Popen(
+        [*command, "--workers", workers, "--ready-file", str(ready_file)],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready_file.exists():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        ready = json.loads(ready_file.read_text())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    [line] = [text for text in stderr.decode().splitlines() if text.startswith("connscale:")]
+    plural = "1 worker," if workers == "1" else "2 workers,"
+    assert f"http://127.0.0.1:{ready['port']}/mcp" in line and plural in line
+    assert line.endswith(f"hot path {ready['hot_path']})")
+
+
+def test_the_ready_line_names_each_mode_of_the_hot_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ServerConfig(transport="tcp", engine="asyncio")
+    everything = list(HOT_PATH_MODULES)
+    for compiled, said in [
+        (everything, "hot path compiled)"),
+        ([], "hot path interpreted)"),
+        (everything[:2], f"hot path partly compiled (2 of {len(everything)} modules))"),
+    ]:
+        monkeypatch.setattr(supervisor, "compiled_modules", lambda found=compiled: found)
+        line = ready_line(config, 7000)
+        assert line.startswith("connscale: serving MCP at tcp://127.0.0.1:7000 (asyncio engine")
+        assert line.endswith(said)
 
 
 def test_bad_arguments_exit_2() -> None:

@@ -78,6 +78,23 @@ def test_lifecycle_tools_and_experts(engine: str) -> None:
         client.close()
 
 
+@pytest.mark.parametrize("transport", ["tcp", "http"])
+def test_each_engine_serves_and_stops_inside_uvloop(engine: str, transport: str) -> None:
+    """``--loop uvloop`` runs the engine inside uvloop, whose loop methods return other
+    types than asyncio's (the compiled epoll engine once failed at every stop there)."""
+    with running(engine, transport, loop="uvloop") as server:
+        assert type(server.loop).__module__.startswith("uvloop")
+        if transport == "tcp":
+            client = LineClient(server.port)
+            client.initialize()
+            assert client.call(ping(2))["result"] == {}
+            client.close()
+        else:
+            status, _, _ = http_exchange(server.port, http_request(body=INIT))
+            assert status == 200
+    # Leaving ``running`` closed the engine: a failure there raises ServerError.
+
+
 def test_errors_do_not_close_the_connection(engine: str) -> None:
     with running(engine) as server:
         client = LineClient(server.port)

@@ -132,7 +132,10 @@ class EpollEngine:
         if self._waker is not None:
             self._waker.cancel()
         if self._loop is not None:
-            self._loop.remove_reader(self._epoll.fileno())
+            # Typed to return nothing used: asyncio's remove_reader returns a bool, uvloop's
+            # None, and a compiled call typed bool refuses the None (it did, at every stop).
+            remove_reader: Callable[[int], object] = self._loop.remove_reader
+            remove_reader(self._epoll.fileno())
         self._epoll.close()
         self._epoll = None
 

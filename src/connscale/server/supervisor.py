@@ -21,6 +21,7 @@ import os
 import resource
 import signal
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from connscale._hot_path import HOT_PATH_MODULES, compiled_modules
 from connscale.core.protocol.surface import Surface
 from connscale.core.protocol.tokens import RevocationTable, SessionKeys
 from connscale.engines._base import Engine
@@ -259,7 +261,32 @@ def _ready_payload(config: ServerConfig, port: int, pids: list[int]) -> dict[str
         "port": port,
         "supervisor_pid": os.getpid(),
         "pids": pids,
+        "hot_path": _hot_path_mode(),
     }
+
+
+def _hot_path_mode() -> str:
+    """How the hot path runs here: compiled, interpreted, or partly compiled (N of M)."""
+    compiled = len(compiled_modules())
+    if compiled == len(HOT_PATH_MODULES):
+        return "compiled"
+    if compiled == 0:
+        return "interpreted"
+    return f"partly compiled ({compiled} of {len(HOT_PATH_MODULES)} modules)"
+
+
+def ready_line(config: ServerConfig, port: int) -> str:
+    """What ``connscale serve`` says on stderr once it listens: where, how, and whether the
+    hot path runs compiled (``make compile``) or interpreted (about half the speed)."""
+    if config.transport == "http":
+        where = f"http://{config.host}:{port}{config.http_path}"
+    else:
+        where = f"{config.transport}://{config.host}:{port}"
+    workers = "1 worker" if config.workers == 1 else f"{config.workers} workers"
+    return (
+        f"connscale: serving MCP at {where} ({config.engine} engine, {workers}, "
+        f"hot path {_hot_path_mode()})"
+    )
 
 
 def _worker_main(  # noqa: PLR0917 - multiprocessing passes the arguments by position
@@ -381,6 +408,7 @@ class ServerHandle:
             pipes = [self._start_worker(i, revocations) for i in range(config.workers)]
             self._await_ready(pipes)
             self._write_ready()
+            print(ready_line(config, self.port), file=sys.stderr, flush=True)
             self._supervise(revocations)
         finally:
             self._stopping = True
@@ -497,5 +525,6 @@ def serve(config: ServerConfig, app: object | None = None) -> int:
     def announce(worker: Worker) -> None:
         if config.ready_file is not None:
             write_json_atomic(config.ready_file, _ready_payload(config, worker.port, [os.getpid()]))
+        print(ready_line(config, worker.port), file=sys.stderr, flush=True)
 
     return Worker(config, surface, keys=session_keys(config)).run(announce)

@@ -178,6 +178,17 @@ def test_kept_rows_give_way_when_the_table_is_full() -> None:
     assert pipe.core.statistics().streams == 1
 
 
+def test_kept_rows_give_way_to_a_stream_loaded_from_its_token() -> None:
+    key = b"g" * 32
+    pipe = HttpPipe(max_sessions=2, sealer=SessionSealer(key))
+    pipe.initialized()
+    pipe.initialized()  # the table is full of rows kept for GETs that have not come
+    other = HttpPipe(sealer=SessionSealer(key)).initialized()  # a session another worker began
+    get = http_request("GET", headers={"mcp-session-id": other, "content-length": "0"})
+    assert pipe.feed(pipe.connect(), get).startswith(b"HTTP/1.1 200")
+    assert len(pipe.protocol.table) == 2 and pipe.http_handler.kept_rows == 1
+
+
 def test_deletes_are_seen_by_other_workers_sharing_the_table() -> None:
     shared = memoryview(bytearray(RevocationTable.size_for(64)))
     key = b"d" * 32

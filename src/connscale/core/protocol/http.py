@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
@@ -388,10 +388,25 @@ class McpHttp:
                 session = decode_session(opened[0])
             except CorruptStateError:
                 return self._error(request, 404, "session not found")
-        try:
-            return table.load(session), True, token
-        except SessionError:
+        loaded = session
+        slot = self._allocate(lambda: table.load(loaded))
+        if slot is None:
             return self._error(request, 503, "server full: try again later")
+        return slot, True, token
+
+    def _allocate(self, allocate: Callable[[], int]) -> int | None:
+        """The slot ``allocate`` takes; None when the table is full even after the oldest
+        row kept for a GET gave way (kept rows never refuse a session or a stream)."""
+        try:
+            return allocate()
+        except SessionError:
+            if not self._kept:
+                return None
+        self._free_kept(1)
+        try:
+            return allocate()
+        except SessionError:
+            return None
 
     def _post(self, connection: int, request: HttpRequest) -> bytes | OpenListen | None:
         headers = request.headers
@@ -503,16 +518,9 @@ class McpHttp:
         protocol = self.protocol
         accepts_stream = self._stream_responses and _accepts(request.headers.get(b"accept"), _SSE)
         session_id = secrets.token_bytes(16)
-        try:
-            slot = protocol.open_session(session_id=session_id)
-        except SessionError:
-            if not self._kept:
-                return self._error(request, 503, "server full: try again later")
-            self._free_kept(1)  # a row kept for a GET gives way to a new session
-            try:
-                slot = protocol.open_session(session_id=session_id)
-            except SessionError:
-                return self._error(request, 503, "server full: try again later")
+        slot = self._allocate(lambda: protocol.open_session(session_id=session_id))
+        if slot is None:
+            return self._error(request, 503, "server full: try again later")
         keep = False
         try:
             reply = protocol.handle_message(slot, message)
