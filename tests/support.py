@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import socket
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from connscale.app import App
@@ -25,6 +29,21 @@ from connscale.engines._runner import CallRunner
 from connscale.loadgen.protocols.base import CLOSED, READY, Conn
 from connscale.server.reference import build_reference_app
 from connscale.testing import ServingThread, serve_in_thread
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_file(name: str, relative: str) -> ModuleType:
+    """The module at ``relative`` (from the repository root), which is not on ``sys.path``:
+    a script or a helper of another test folder. Registered as ``name`` in ``sys.modules``,
+    where NamedTuples and dataclasses look their module up."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
 
 ENGINES = ["epoll", "asyncio"]
 TOOLS = list(build_reference_app().listing("tools"))

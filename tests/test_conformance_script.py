@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 from hypothesis import given
 from hypothesis import strategies as st
 
+from support import load_file
 
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "scripts" / "conformance.py"
-    spec = importlib.util.spec_from_file_location("conformance_script", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclass-like NamedTuples look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-conformance = _load()
+conformance = load_file("conformance_script", "scripts/conformance.py")
 
 SUMMARY = """\
 Running client scenario 'ping' against server: http://127.0.0.1:1/mcp

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import base64
 import hashlib
-import importlib.util
 import inspect
 import json
 import logging
@@ -43,21 +42,14 @@ import pytest
 from connscale.cli import build_parser
 from connscale.cli import serve as serve_command
 from connscale.testing import serve_in_thread
+from support import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "SERVER.md"
 
 
-def _load_fakes() -> types.ModuleType:
-    """tests/app/app_fakes.py (the recording CallContext), which is not on sys.path here."""
-    spec = importlib.util.spec_from_file_location("docs_app_fakes", ROOT / "tests/app/app_fakes.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_fakes = _load_fakes()
+# tests/app/app_fakes.py (the recording CallContext), which is not on sys.path here.
+_fakes = load_file("docs_app_fakes", "tests/app/app_fakes.py")
 FakeCall = _fakes.FakeCall
 settle = _fakes.settle
 
