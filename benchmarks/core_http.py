@@ -8,6 +8,12 @@ read and write system calls on top. Two requests: a handshake-era ``tools/call``
 session id, and a stateless 2026-07-28 ``tools/call`` with its envelope and headers.
 ``time.process_time`` per request, median of ``--repeat`` rounds of ``--requests``.
 
+A third row is one handshake-era session setup, as ``benchmarks.server_memory`` makes them:
+``initialize`` POSTed on a connection that closes after its answer, then a GET event stream
+on a new one, held. It is timed twice: back to back (everything stays in the CPU caches),
+and with 16 MiB touched before each setup (``cache-cold``), which is closer to a server
+where the kernel and other connections run between one client's requests.
+
     .venv/bin/python -m benchmarks.core_http
 """
 
@@ -36,10 +42,14 @@ META = {
 
 
 class DiscardingWire:
-    """Takes what the core writes and keeps only the last response (to find the session id)."""
+    """Takes what the core writes and keeps only the last response (to find the session id).
+
+    A connection closes only when ``closing`` allows it (the setup's short connection)."""
 
     def __init__(self) -> None:
         self.last = b""
+        self.core: ConnectionCore | None = None
+        self.closing = False
 
     def write(self, connection: int, data: bytes) -> int:
         self.last = data
@@ -49,7 +59,9 @@ class DiscardingWire:
         pass
 
     def disconnect(self, connection: int, flush: bool) -> None:
-        raise SystemExit("the core closed the benchmark's connection: a request was refused")
+        if not self.closing or self.core is None:
+            raise SystemExit("the core closed the benchmark's connection: a request was refused")
+        self.core.closed(connection)
 
     def call_soon(self) -> None:
         pass
@@ -68,12 +80,58 @@ def request(message: dict[str, object], headers: dict[str, str]) -> bytes:
     ).encode() + body
 
 
+def session_id_of(response: bytes) -> str:
+    head = response.split(b"\r\n\r\n", 1)[0].decode()
+    return next(
+        line.split(":", 1)[1].strip()
+        for line in head.split("\r\n")
+        if line.lower().startswith("mcp-session-id:")
+    )
+
+
+def setup_cost(count: int, *, cold: bool) -> float:
+    """µs of CPU per session setup through a fresh core (see the module docstring)."""
+    app = build_reference_app()
+    table = SessionTable(capacity=2 * count + 16, index_by_id=True)
+    protocol = McpProtocol(app, table, transport=Transport.HTTP)
+    http = McpHttp(protocol, sealer=SessionSealer(b"k" * 32))
+    size = 2 * count + 16
+    core = ConnectionCore(
+        protocol, CallRunner(app), size, clock=time.monotonic, http=http, max_connections=size
+    )
+    wire = DiscardingWire()
+    wire.core, wire.closing = core, True
+    core.attach(wire)
+    post = request(HTTP_INITIALIZE, {"connection": "close"})
+    evict = bytearray(16 << 20)
+    ones = b"\x01" * (len(evict) // 64)
+    spent = 0.0
+    for number in range(count):
+        if cold:
+            evict[::64] = ones  # one write per cache line: the caches now hold this instead
+        started = time.process_time()
+        core.open(2 * number)
+        core.receive(2 * number, post)
+        token = session_id_of(wire.last)
+        core.open(2 * number + 1)
+        core.receive(
+            2 * number + 1,
+            b"GET /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n"
+            b"mcp-session-id: " + token.encode() + b"\r\n\r\n",
+        )
+        spent += time.process_time() - started
+        if not wire.last.startswith(b"HTTP/1.1 200"):
+            raise SystemExit(f"the GET stream was refused: {wire.last[:200]!r}")
+    return spent / count * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=int, default=20_000, help="requests per round")
     parser.add_argument("--repeat", type=int, default=5, help="rounds (the median is kept)")
+    parser.add_argument("--setups", type=int, default=3_000, help="session setups per round")
     args = parser.parse_args(argv)
     app = build_reference_app()
     protocol = McpProtocol(app, SessionTable(index_by_id=True), transport=Transport.HTTP)
@@ -87,12 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     assert core.open(connection)
 
     core.receive(connection, request(HTTP_INITIALIZE, {}))
-    head = wire.last.split(b"\r\n\r\n", 1)[0].decode()
-    session = next(
-        line.split(":", 1)[1].strip()
-        for line in head.split("\r\n")
-        if line.lower().startswith("mcp-session-id:")
-    )
+    session = session_id_of(wire.last)
     echo = {"name": "echo", "arguments": {"text": "hello"}}
     handshake = request(
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": echo},
@@ -112,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     compiled = compiled_modules()
     print(f"hot path: {f'compiled, {len(compiled)} modules' if compiled else 'interpreted'}")
-    print("| request | core CPU µs/request (median) | rounds |")
+    print("| request | core CPU µs (median) | rounds |")
     print("|---|---:|---|")
     for name, data in (
         ("handshake-era tools/call", handshake),
@@ -122,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         if b'"result"' not in wire.last:
             raise SystemExit(f"{name}: the core did not answer with a result: {wire.last[:200]!r}")
         rounds = [per_request(data, args.requests) for _ in range(args.repeat)]
+        shown = ", ".join(f"{r:.1f}" for r in rounds)
+        print(f"| {name} | {statistics.median(rounds):.1f} | {shown} |")
+    for name, cold in (("session setup (POST + GET)", False), ("same, cache-cold", True)):
+        setup_cost(200, cold=cold)  # warm-up
+        rounds = [setup_cost(args.setups, cold=cold) for _ in range(args.repeat)]
         shown = ", ".join(f"{r:.1f}" for r in rounds)
         print(f"| {name} | {statistics.median(rounds):.1f} | {shown} |")
     return 0
