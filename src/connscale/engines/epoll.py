@@ -288,8 +288,15 @@ class EpollEngine:
         if not self._fd_flags[fd] & _OPEN:
             return  # closed already
         self._fd_flags[fd] = 0
-        # No epoll unregister: closing the fd removes it from the set (its only reference:
-        # the engine never duplicates a connection's fd), and that saves a system call.
+        # Unregistered before the close, although closing removes an fd from the set: not if
+        # another reference to the socket lives on (a tool that forks inherits every fd), and
+        # then the set would go on reporting it under a number a new connection may get.
+        epoll = self._epoll
+        if epoll is not None:
+            try:  # noqa: SIM105  (a context manager per close costs more than the call)
+                epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
         if self._unsent:
             self._unsent.pop(fd, None)
         if self._close_after_flush:
