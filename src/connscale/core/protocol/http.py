@@ -402,7 +402,7 @@ class McpHttp:
         except SessionError:
             if not self._kept:
                 return None
-        self._free_kept(1)
+        self._free_oldest_kept()
         try:
             return allocate()
         except SessionError:
@@ -541,16 +541,16 @@ class McpHttp:
         self._remember_view(token, session, issued)
         kept = self._kept
         if len(kept) >= KEPT_ROWS:
-            self._free_kept(1)
+            self._free_oldest_kept()
         kept[slot] = None
         return self._reply(request, reply, token, accepts_stream)
 
-    def _free_kept(self, count: int) -> None:
-        """Free the ``count`` oldest rows kept since ``initialize`` (no GET took them)."""
+    def _free_oldest_kept(self) -> None:
+        """Free the oldest row kept since ``initialize`` (no GET took it); there is one."""
         kept = self._kept
-        for slot in list(kept)[:count]:
-            del kept[slot]
-            self.protocol.close_session(slot)
+        slot = next(iter(kept))
+        del kept[slot]
+        self.protocol.close_session(slot)
 
     def _get(self, request: HttpRequest) -> bytes | OpenStream:
         if not _accepts(request.headers.get(b"accept"), _SSE):
