@@ -102,7 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default=config.loop,
-        help="event loop (auto: uvloop for the asyncio engine when installed)",
+        help="event loop (auto: uvloop for the asyncio engine when installed, the standard "
+        "loop for epoll, which needs only one reader; uvloop under epoll sets up HTTP "
+        "sessions with about 10%% less CPU for about 1 MB more per worker)",
     )
     parser.add_argument(
         "--sse-responses",
