@@ -111,6 +111,8 @@ def test_the_ready_line_names_each_mode_of_the_hot_path(monkeypatch: pytest.Monk
         line = ready_line(config, 7000)
         assert line.startswith("connscale: serving MCP at tcp://127.0.0.1:7000 (asyncio engine")
         assert line.endswith(said)
+    ipv6 = ServerConfig(transport="http", host="::1")
+    assert "at http://[::1]:7000/mcp (" in ready_line(ipv6, 7000)
 
 
 def test_bad_arguments_exit_2() -> None:

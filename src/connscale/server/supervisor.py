@@ -278,10 +278,11 @@ def _hot_path_mode() -> str:
 def ready_line(config: ServerConfig, port: int) -> str:
     """What ``connscale serve`` says on stderr once it listens: where, how, and whether the
     hot path runs compiled (``make compile``) or interpreted (about half the speed)."""
+    host = f"[{config.host}]" if ":" in config.host else config.host  # an IPv6 address
     if config.transport == "http":
-        where = f"http://{config.host}:{port}{config.http_path}"
+        where = f"http://{host}:{port}{config.http_path}"
     else:
-        where = f"{config.transport}://{config.host}:{port}"
+        where = f"{config.transport}://{host}:{port}"
     workers = "1 worker" if config.workers == 1 else f"{config.workers} workers"
     return (
         f"connscale: serving MCP at {where} ({config.engine} engine, {workers}, "
