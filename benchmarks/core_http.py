@@ -25,7 +25,7 @@ import statistics
 import time
 
 from benchmarks._serving import HTTP_INITIALIZE
-from connscale._hot_path import compiled_modules
+from connscale._hot_path import mode
 from connscale.core.connection import ConnectionCore
 from connscale.core.protocol.http import McpHttp
 from connscale.core.protocol.mcp import McpProtocol
@@ -163,8 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             receive(connection, data)
         return (time.process_time() - started) / count * 1e6
 
-    compiled = compiled_modules()
-    print(f"hot path: {f'compiled, {len(compiled)} modules' if compiled else 'interpreted'}")
+    print(f"hot path: {mode()}")
     print("| request | core CPU µs (median) | rounds |")
     print("|---|---:|---|")
     for name, data in (

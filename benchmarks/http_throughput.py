@@ -48,7 +48,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from benchmarks._serving import HTTP_INITIALIZE
-from connscale._hot_path import compiled_modules
+from connscale._hot_path import mode as hot_path_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ("sdk", "starlette", "connscale-epoll", "connscale-asyncio")
@@ -402,11 +402,6 @@ def median_figures(runs: list[Figures]) -> Figures:
         statistics.median(r.client_cpu_us for r in runs),
         sum(r.errors for r in runs),
     )
-
-
-def hot_path_mode() -> str:
-    compiled = compiled_modules()
-    return f"compiled ({len(compiled)} modules, mypyc)" if compiled else "interpreted"
 
 
 def markdown(results: list[Figures], args: argparse.Namespace) -> str:

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest
 
-from connscale._hot_path import compiled_modules, stale_modules
+from connscale._hot_path import mode, stale_modules
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -25,9 +25,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_report_header() -> str:
-    compiled = compiled_modules()
-    mode = f"compiled, {len(compiled)} modules" if compiled else "interpreted"
-    return "connscale hot path: " + mode
+    return "connscale hot path: " + mode()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

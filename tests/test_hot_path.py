@@ -31,6 +31,17 @@ def test_compiled_modules_are_the_ones_imported_from_extensions() -> None:
     assert set(compiled_modules()) == imported
 
 
+def test_the_mode_names_each_way_the_hot_path_can_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    everything = list(HOT_PATH_MODULES)
+    for compiled, said in [
+        (everything, f"compiled, {len(everything)} modules"),
+        ([], "interpreted"),
+        (everything[:2], f"partly compiled, 2 of {len(everything)} modules"),
+    ]:
+        monkeypatch.setattr(_hot_path, "compiled_modules", lambda found=compiled: found)
+        assert _hot_path.mode() == said
+
+
 def test_an_extension_older_than_its_source_is_stale(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

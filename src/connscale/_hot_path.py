@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 from typing import Final
 
-__all__ = ["HOT_PATH_MODULES", "compiled_modules", "source_file", "stale_modules"]
+__all__ = ["HOT_PATH_MODULES", "compiled_modules", "mode", "source_file", "stale_modules"]
 
 #: What one request goes through, start to end, on the epoll engine: compiled, these run
 #: about twice as fast. Modules that define ``msgspec.Struct``s, the session table (whose
@@ -45,6 +45,17 @@ def compiled_modules() -> list[str]:
         if spec is not None and spec.origin is not None and not spec.origin.endswith(".py"):
             found.append(module)
     return found
+
+
+def mode() -> str:
+    """How this process runs the hot path, as the server, the test run and the benchmarks
+    say it: "compiled, N modules", "interpreted", or "partly compiled, N of M modules"."""
+    compiled = len(compiled_modules())
+    if compiled == len(HOT_PATH_MODULES):
+        return f"compiled, {compiled} modules"
+    if compiled == 0:
+        return "interpreted"
+    return f"partly compiled, {compiled} of {len(HOT_PATH_MODULES)} modules"
 
 
 def stale_modules() -> list[str]:

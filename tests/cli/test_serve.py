@@ -18,12 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connscale._hot_path import HOT_PATH_MODULES
+from connscale import _hot_path
 from connscale.cli import serve as serve_command
 from connscale.errors import ConfigurationError
-from connscale.server import supervisor
 from connscale.server.config import ServerConfig
-from connscale.server.supervisor import _hot_path_mode as hot_path_mode
 from connscale.server.supervisor import ready_line
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
@@ -60,7 +58,7 @@ def test_ready_file_contract_and_clean_stop(tmp_path: Path, engine: str, transpo
             "port": ready["port"],
             "supervisor_pid": process.pid,
             "pids": [process.pid],
-            "hot_path": hot_path_mode(),  # the subprocess imports what this one does
+            "hot_path": _hot_path.mode(),  # the subprocess imports what this one does
         }
         assert ready["port"] > 0
         with socket.create_connection(("127.0.0.1", ready["port"]), timeout=5):
@@ -99,18 +97,14 @@ def test_serve_says_where_it_listens_and_how_it_runs(tmp_path: Path, workers: st
     assert line.endswith(f"hot path {ready['hot_path']})")
 
 
-def test_the_ready_line_names_each_mode_of_the_hot_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_ready_line_says_where_and_how(monkeypatch: pytest.MonkeyPatch) -> None:
     config = ServerConfig(transport="tcp", engine="asyncio")
-    everything = list(HOT_PATH_MODULES)
-    for compiled, said in [
-        (everything, "hot path compiled)"),
-        ([], "hot path interpreted)"),
-        (everything[:2], f"hot path partly compiled (2 of {len(everything)} modules))"),
-    ]:
-        monkeypatch.setattr(supervisor, "compiled_modules", lambda found=compiled: found)
-        line = ready_line(config, 7000)
-        assert line.startswith("connscale: serving MCP at tcp://127.0.0.1:7000 (asyncio engine")
-        assert line.endswith(said)
+    monkeypatch.setattr(_hot_path, "compiled_modules", lambda: [])
+    line = ready_line(config, 7000)
+    assert line == (
+        "connscale: serving MCP at tcp://127.0.0.1:7000 (asyncio engine, 1 worker, "
+        "hot path interpreted)"
+    )
     ipv6 = ServerConfig(transport="http", host="::1")
     assert "at http://[::1]:7000/mcp (" in ready_line(ipv6, 7000)
 

@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from connscale._hot_path import HOT_PATH_MODULES, compiled_modules
+from connscale._hot_path import mode as hot_path_mode
 from connscale.core.protocol.surface import Surface
 from connscale.core.protocol.tokens import RevocationTable, SessionKeys
 from connscale.engines._base import Engine
@@ -261,18 +261,8 @@ def _ready_payload(config: ServerConfig, port: int, pids: list[int]) -> dict[str
         "port": port,
         "supervisor_pid": os.getpid(),
         "pids": pids,
-        "hot_path": _hot_path_mode(),
+        "hot_path": hot_path_mode(),
     }
-
-
-def _hot_path_mode() -> str:
-    """How the hot path runs here: compiled, interpreted, or partly compiled (N of M)."""
-    compiled = len(compiled_modules())
-    if compiled == len(HOT_PATH_MODULES):
-        return "compiled"
-    if compiled == 0:
-        return "interpreted"
-    return f"partly compiled ({compiled} of {len(HOT_PATH_MODULES)} modules)"
 
 
 def ready_line(config: ServerConfig, port: int) -> str:
@@ -286,7 +276,7 @@ def ready_line(config: ServerConfig, port: int) -> str:
     workers = "1 worker" if config.workers == 1 else f"{config.workers} workers"
     return (
         f"connscale: serving MCP at {where} ({config.engine} engine, {workers}, "
-        f"hot path {_hot_path_mode()})"
+        f"hot path {hot_path_mode()})"
     )
 
 
