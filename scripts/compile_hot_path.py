@@ -43,9 +43,9 @@ def sources() -> list[str]:
     return [str(HOT_PATH.source_file(name).relative_to(SRC)) for name in HOT_PATH.HOT_PATH_MODULES]
 
 
-def extensions() -> list[Path]:
-    """Every extension a build left in the source tree (the modules' and mypyc's own)."""
-    return sorted(path for path in SRC.rglob("*.so") if path.is_file())
+def extensions(src: Path = SRC) -> list[Path]:
+    """Every extension a build left under ``src`` (the modules' and mypyc's own)."""
+    return sorted(path for path in src.rglob("*.so") if path.is_file())
 
 
 def clean() -> None:

@@ -14,21 +14,33 @@ A compile that fails fails the build: a wheel that says it is compiled must be.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 SWITCH = "CONNSCALE_COMPILE"
+COMPILER = Path(__file__).with_name("compile_hot_path.py")
+
+
+def _compiler() -> ModuleType:
+    """compile_hot_path.py beside this file (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("compile_hot_path", COMPILER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def wheel_extensions(src: Path) -> dict[str, str]:
     """Each compiled extension under ``src`` -> its path inside the wheel (its path under
     ``src``: the modules' extensions sit in the package, mypyc's shared runtime at the top)."""
-    return {str(path): path.relative_to(src).as_posix() for path in sorted(src.rglob("*.so"))}
+    return {str(path): path.relative_to(src).as_posix() for path in _compiler().extensions(src)}
 
 
 def wanted(version: str, environ: dict[str, str] | os._Environ[str]) -> bool:
@@ -45,8 +57,7 @@ class CompiledHotPath(BuildHookInterface):
             return
         root = Path(self.root)
         env = {**os.environ, "CONNSCALE_REQUIRE_COMPILED": "1"}
-        script = root / "scripts" / "compile_hot_path.py"
-        subprocess.run([sys.executable, str(script)], check=True, env=env)
+        subprocess.run([sys.executable, str(COMPILER)], check=True, env=env)
         extensions = wheel_extensions(root / "src")
         if not extensions:
             raise RuntimeError("compile_hot_path.py built no extension")
