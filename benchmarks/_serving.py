@@ -46,6 +46,15 @@ HTTP_INITIALIZE: dict[str, Any] = {
 }
 
 
+def session_id_in(response: bytes) -> bytes:
+    """The ``Mcp-Session-Id`` an HTTP response (or its head) carries."""
+    head = response.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"mcp-session-id:"):
+            return line.split(b":", 1)[1].strip()
+    raise ConnectionError("the response carries no Mcp-Session-Id")
+
+
 def ping(request_id: int) -> bytes:
     return b'{"jsonrpc":"2.0","id":%d,"method":"ping"}\n' % request_id
 

@@ -24,7 +24,7 @@ import json
 import statistics
 import time
 
-from benchmarks._serving import HTTP_INITIALIZE
+from benchmarks._serving import HTTP_INITIALIZE, session_id_in
 from connscale._hot_path import mode
 from connscale.core.connection import ConnectionCore
 from connscale.core.protocol.http import McpHttp
@@ -80,15 +80,6 @@ def request(message: dict[str, object], headers: dict[str, str]) -> bytes:
     ).encode() + body
 
 
-def session_id_of(response: bytes) -> str:
-    head = response.split(b"\r\n\r\n", 1)[0].decode()
-    return next(
-        line.split(":", 1)[1].strip()
-        for line in head.split("\r\n")
-        if line.lower().startswith("mcp-session-id:")
-    )
-
-
 def setup_cost(count: int, *, cold: bool) -> float:
     """µs of CPU per session setup through a fresh core (see the module docstring)."""
     app = build_reference_app()
@@ -112,12 +103,12 @@ def setup_cost(count: int, *, cold: bool) -> float:
         started = time.process_time()
         core.open(2 * number)
         core.receive(2 * number, post)
-        token = session_id_of(wire.last)
+        token = session_id_in(wire.last)
         core.open(2 * number + 1)
         core.receive(
             2 * number + 1,
             b"GET /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n"
-            b"mcp-session-id: " + token.encode() + b"\r\n\r\n",
+            b"mcp-session-id: " + token + b"\r\n\r\n",
         )
         spent += time.process_time() - started
         if not wire.last.startswith(b"HTTP/1.1 200"):
@@ -145,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     assert core.open(connection)
 
     core.receive(connection, request(HTTP_INITIALIZE, {}))
-    session = session_id_of(wire.last)
+    session = session_id_in(wire.last).decode()
     echo = {"name": "echo", "arguments": {"text": "hello"}}
     handshake = request(
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": echo},

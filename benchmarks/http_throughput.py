@@ -47,7 +47,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from benchmarks._serving import HTTP_INITIALIZE
+from benchmarks._serving import HTTP_INITIALIZE, session_id_in
 from connscale._hot_path import mode as hot_path_mode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,13 +246,6 @@ def _split(buffer: bytearray) -> tuple[bytes, bytes] | None:
     return head, body
 
 
-def _session_header(head: bytes) -> str:
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"mcp-session-id:"):
-            return line.split(b":", 1)[1].strip().decode()
-    raise ConnectionError("initialize gave no session id")
-
-
 def _open(port: int, server: str, era: str) -> tuple[socket.socket, bytes]:
     """A connection ready to send tool calls, and the request it will repeat."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -272,7 +265,7 @@ def _open(port: int, server: str, era: str) -> tuple[socket.socket, bytes]:
     buffer = bytearray()
     sock.sendall(_post(port, HTTP_INITIALIZE, {}))
     head, _ = _read_response(sock, buffer)
-    session = _session_header(head)
+    session = session_id_in(head).decode()
     headers = {"Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"}
     sock.sendall(_post(port, {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers))
     _read_response(sock, buffer)

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._serving import session_id_in
 from connscale.bench.orchestrator import wait_ready_file
 from connscale.memory import sample
 from connscale.profile import scaling
@@ -180,12 +181,7 @@ def open_http_sessions(port: int, count: int, held: list[socket.socket]) -> None
     for _ in range(count):
         with socket.create_connection(("127.0.0.1", port), timeout=30) as short:
             short.sendall(post)
-            head = read_until(short, b"\r\n\r\n").split(b"\r\n\r\n", 1)[0]
-        token = next(
-            line.split(b":", 1)[1].strip()
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"mcp-session-id:")
-        )
+            token = session_id_in(read_until(short, b"\r\n\r\n"))
         stream = socket.create_connection(("127.0.0.1", port), timeout=30)
         stream.sendall(
             b"GET /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\naccept: text/event-stream\r\n"
