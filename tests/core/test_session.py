@@ -394,6 +394,14 @@ def test_table_matches_session_objects(ops: list[tuple[str, dict[str, Any]]]) ->
     for slot, session in model.items():
         assert table.session(slot) == session
         assert table.find(session.session_id) == slot
+    # Several handshake fields set at once intern their tuple once: no reference is left
+    # behind, so the intern table holds exactly the live sessions' distinct tuples.
+    live = {
+        (s.protocol_version, s.client_name, s.client_version, s.capabilities)
+        for s in model.values()
+    }
+    empty = (None, None, None, EMPTY_CAPABILITIES)
+    assert len(table._values_handshake) == len(live - {empty})
 
 
 def _anonymous_resident_bytes() -> int:

@@ -112,7 +112,7 @@ def _thaw_items(items: dict[str, Any]) -> dict[str, Any]:
 
 
 def _canonical(caps: Mapping[str, Any] | None) -> bytes:
-    if caps is None:
+    if caps is None or (type(caps) is dict and not caps):
         return b"{}"
     if isinstance(caps, Capabilities):
         return caps._key
@@ -131,7 +131,18 @@ def check_json_like(value: Any, depth: int, *, tuples: bool = True) -> None:
     """Only what JSON can carry, so that encode/decode and equality are exact."""
     if depth > MAX_JSON_DEPTH:
         raise ConfigurationError(f"JSON-like values nest deeper than {MAX_JSON_DEPTH} levels")
-    if value is None or isinstance(value, bool | str):
+    kind = type(value)
+    # What decoded JSON holds, by exact type first: isinstance against the Mapping ABC costs
+    # several times more, and a client's capabilities are checked at every initialize.
+    if kind is str or kind is bool or value is None:
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                raise ConfigurationError(f"JSON object keys must be str, got {key!r}")
+            check_json_like(item, depth + 1, tuples=tuples)
+        return
+    if isinstance(value, bool | str):
         return
     if isinstance(value, int):
         if not -(2**63) <= value < 2**64:

@@ -490,8 +490,14 @@ class SessionTable:
         new_id = converted.pop(_KEY.name, None)
         if new_id is not None:
             self._rekey(slot, new_id)  # first: an id already in use refuses the whole update
+        last_group = None
         for name, value in converted.items():
-            _SETTERS[name](self, slot, value)
+            set_group = _SET_GROUP.get(name)
+            if set_group is None:
+                _SETTERS[name](self, slot, value)
+            elif set_group is not last_group:  # sets every part of its tuple given here
+                last_group = set_group
+                set_group(self, slot, converted)
 
     def _rekey(self, slot: int, new_id: bytes) -> None:
         old_id = self._id_of(slot)
@@ -734,6 +740,42 @@ def _compile_setter(field: Field) -> Callable[[SessionTable, int, Any], None]:
     return compile_function("\n".join(lines) + "\n", namespace)
 
 
+def _compile_group_setter(column: str) -> Callable[[SessionTable, int, dict[str, Any]], None]:
+    """update() of several parts of one interned tuple: the parts found in the checked
+    values ``c`` replace theirs, the others stay, and the new tuple is interned once (one
+    setter per part would intern a tuple for each)."""
+    members = [
+        field
+        for field in FIELD_TABLE
+        if isinstance(field.storage, Interned) and field.storage.column == column
+    ]
+    namespace: dict[str, Any] = {"_keep": MISSING}
+    storage = members[0].storage
+    assert isinstance(storage, Interned)
+    attr, values = _attr(members[0]), f"t.{_values_attr(storage)}"
+    nones = _binder(namespace, members[0])("nones", (None,) * storage.parts)
+    lines = [f"def set_{column}(t, s, c):", f"    old = {values}.values[t.{attr}[s]] or {nones}"]
+    for field in members:
+        part = field.storage
+        assert isinstance(part, Interned) and part.part is not None
+        value = f"v{part.part}"
+        lines += [
+            f"    {value} = c.get({field.name!r}, _keep)",
+            f"    if {value} is _keep: {value} = old[{part.part}]",
+        ]
+        if part.empty is not None:  # held as None (see _write)
+            empty = _binder(namespace, field)("empty", part.empty)
+            lines.append(f"    elif {value} is {empty}: {value} = None")
+    parts = ", ".join(f"v{index}" for index in range(storage.parts))
+    lines += [
+        f"    new = ({parts},)",
+        f"    code = {values}.acquire(None if new == {nones} else new)",
+        f"    {values}.release(t.{attr}[s])",
+        f"    t.{attr}[s] = code",
+    ]
+    return compile_function("\n".join(lines) + "\n", namespace)
+
+
 def _compile_clear() -> Callable[[SessionTable, int], None]:
     """free(): drop every value of slot ``s`` (the caller zeroes the state byte)."""
     lines = ["def clear(t, s):"]
@@ -811,6 +853,20 @@ _GETTERS: Final[dict[str, Callable[[SessionTable, int], Any]]] = {
 }
 _SETTERS: Final[dict[str, Callable[[SessionTable, int, Any], None]]] = {
     field.name: _compile_setter(field) for field in FIELD_TABLE
+}
+_GROUP_SETTERS: Final = {
+    column: _compile_group_setter(column)
+    for column in dict.fromkeys(
+        field.storage.column
+        for field in FIELD_TABLE
+        if isinstance(field.storage, Interned) and field.storage.part is not None
+    )
+}
+#: The group setter of each field that is one part of an interned tuple.
+_SET_GROUP: Final = {
+    field.name: _GROUP_SETTERS[field.storage.column]
+    for field in FIELD_TABLE
+    if isinstance(field.storage, Interned) and field.storage.part is not None
 }
 _clear: Final = _compile_clear()
 _snapshot: Final = _compile_snapshot()

@@ -52,7 +52,6 @@ from connscale.core.protocol.jsonrpc import (
 )
 from connscale.core.protocol.mcp import Call, Cancel, Listen, McpProtocol, SessionView
 from connscale.core.protocol.stateless import STATUS_OF
-from connscale.core.protocol.surface import ClientInfo
 from connscale.core.protocol.tokens import RevocationTable, SessionSealer
 from connscale.core.protocol.versions import HANDSHAKE_VERSIONS
 from connscale.errors import ConfigurationError, CorruptStateError, SessionError
@@ -350,14 +349,7 @@ class McpHttp:
     def _remember_view(self, token: bytes, session: Session, issued: float) -> SessionView:
         """The view of ``session`` (sealed into ``token`` at ``issued``), remembered for the
         session's next requests (bounded: the oldest is forgotten)."""
-        client = ClientInfo(
-            protocol_version=session.protocol_version or "",
-            name=session.client_name,
-            version=session.client_version,
-            capabilities=session.capabilities,
-            session_id=session.session_id.hex(),
-        )
-        view = SessionView(session.session_id, client, self._sealer.expiry(issued))
+        view = SessionView(session, self._sealer.expiry(issued))
         views = self._views
         if len(views) >= VIEW_CACHE_SIZE:
             del views[next(iter(views))]

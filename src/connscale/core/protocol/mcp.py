@@ -83,7 +83,13 @@ from connscale.core.protocol.versions import (
     LATEST_HANDSHAKE_VERSION,
     STATELESS_VERSIONS,
 )
-from connscale.core.session import Phase, SessionTable, Transport, intern_capabilities
+from connscale.core.session import (
+    Phase,
+    Session,
+    SessionTable,
+    Transport,
+    intern_capabilities,
+)
 from connscale.errors import ConfigurationError, ProtocolError, SessionError
 
 __all__ = [
@@ -185,16 +191,36 @@ class Cancel(NamedTuple):
     request_id: RequestId
 
 
-class SessionView(NamedTuple):
+class SessionView:
     """A handshake-era HTTP session as its sealed token carries it: no table slot needed.
 
     A POST is served from this view alone (the session id and what the client said at
-    ``initialize``); only an open GET stream loads the session into a table slot.
+    ``initialize``); only an open GET stream loads the session into a table slot. The
+    ``client`` is built from the session on first use: most views (the one ``initialize``
+    leaves for the GET that follows) never need it.
     """
 
-    key: bytes
-    client: ClientInfo
-    expires: float
+    __slots__ = ("_client", "expires", "key", "session")
+
+    def __init__(self, session: Session, expires: float) -> None:
+        self.key: bytes = session.session_id
+        self.session = session
+        self.expires = expires
+        self._client: ClientInfo | None = None
+
+    @property
+    def client(self) -> ClientInfo:
+        client = self._client
+        if client is None:
+            session = self.session
+            client = self._client = ClientInfo(
+                protocol_version=session.protocol_version or "",
+                name=session.client_name,
+                version=session.client_version,
+                capabilities=session.capabilities,
+                session_id=session.session_id.hex(),
+            )
+        return client
 
 
 class Listen(NamedTuple):
