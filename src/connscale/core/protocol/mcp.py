@@ -196,15 +196,18 @@ class SessionView:
 
     A POST is served from this view alone (the session id and what the client said at
     ``initialize``); only an open GET stream loads the session into a table slot. The
-    ``client`` is built from the session on first use: most views (the one ``initialize``
-    leaves for the GET that follows) never need it.
+    ``client`` is built on first use: most views (the one ``initialize`` leaves for the GET
+    that follows) never need it.
     """
 
-    __slots__ = ("_client", "expires", "key", "session")
+    __slots__ = ("_capabilities", "_client", "_name", "_version", "expires", "key", "protocol")
 
     def __init__(self, session: Session, expires: float) -> None:
         self.key: bytes = session.session_id
-        self.session = session
+        self.protocol = session.protocol_version or ""
+        self._name = session.client_name
+        self._version = session.client_version
+        self._capabilities: Mapping[str, Any] = session.capabilities
         self.expires = expires
         self._client: ClientInfo | None = None
 
@@ -212,13 +215,12 @@ class SessionView:
     def client(self) -> ClientInfo:
         client = self._client
         if client is None:
-            session = self.session
             client = self._client = ClientInfo(
-                protocol_version=session.protocol_version or "",
-                name=session.client_name,
-                version=session.client_version,
-                capabilities=session.capabilities,
-                session_id=session.session_id.hex(),
+                protocol_version=self.protocol,
+                name=self._name,
+                version=self._version,
+                capabilities=self._capabilities,
+                session_id=self.key.hex(),
             )
         return client
 
