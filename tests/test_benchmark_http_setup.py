@@ -1,0 +1,45 @@
+"""``python -m benchmarks.http_setup``: a tiny run of the setup benchmark and its floor."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def run(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.http_setup", *arguments],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_connscale_and_its_floor_are_measured_side_by_side(tmp_path: Path) -> None:
+    out = tmp_path / "setup.json"
+    arguments = ("--servers", "connscale,floor", "--rounds", "2", "--sessions", "30")
+    completed = run(*arguments, "--warmup", "5", "--json", str(out))
+    assert completed.returncode == 0, completed.stderr
+    figures = {row["server"]: row for row in json.loads(out.read_text())}
+    assert set(figures) == {"connscale", "floor"}
+    for row in figures.values():
+        assert len(row["rounds_us"]) == 2
+        assert row["setup_cpu_us"] > 0
+    rows = {line.split(" | ")[0]: line for line in completed.stdout.splitlines()[2:]}
+    assert rows["| floor"].endswith("| - |")  # a floor is not measured against itself
+    above = float(rows["| connscale"].rsplit("|", 2)[1])
+    assert above == round(figures["connscale"]["setup_cpu_us"] - figures["floor"]["setup_cpu_us"])
+
+
+def test_bad_flags_are_refused_with_a_clear_message() -> None:
+    unknown = run("--servers", "connscale,nginx")
+    assert unknown.returncode == 2
+    assert "unknown server 'nginx'" in unknown.stderr
+    assert run("--rounds", "0").returncode == 2
+    assert run("--sessions", "many").returncode == 2
