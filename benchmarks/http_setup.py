@@ -1,10 +1,16 @@
 """Server CPU per HTTP session setup, against a floor that answers fixed bytes, same run.
 
 One session setup, as ``server_memory`` makes them: ``initialize`` POSTed on a connection
-that closes after its answer, then a GET event stream on a new connection, held open. The
-client opens sessions one after another; the server's CPU time over a round of them (read
-from ``/proc/PID/schedstat`` in nanoseconds, split into user and system from
+that closes after its answer, then a GET event stream on a new connection, held open. Each
+client (a thread) opens sessions one after another; the server's CPU time over a round
+(read from ``/proc/PID/schedstat`` in nanoseconds, split into user and system from
 ``/proc/PID/stat``) is divided by the sessions the round opened. Medians over rounds.
+
+``--clients 1,8`` (the default) measures two patterns. One client at a time: the server
+sleeps after each answer and wakes for the next connection, its caches cooled by the
+client and the kernel in between (``server_memory`` opens sessions so). Eight at once: the
+server finds several connections per wake-up and stays warm, as a loaded server does:
+what a worker's setups per second are made of.
 
 Servers:
 
@@ -36,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -114,6 +121,7 @@ def serve_floor(port: int, ready: Path, loop_name: str) -> None:
 @dataclass
 class Figures:
     server: str
+    clients: int
     setup_cpu_us: float
     user_us: float
     system_us: float
@@ -151,7 +159,31 @@ def _start(server: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int, in
     return process, port, int(info["pids"][0])
 
 
-def measure(server: str, warmup: int, rounds: int, sessions: int) -> Figures:
+def _open_concurrently(port: int, sessions: int, clients: int, held: list[socket.socket]) -> int:
+    """``sessions`` setups by ``clients`` threads at once; returns how many were made."""
+    each = sessions // clients
+    opened: list[list[socket.socket]] = [[] for _ in range(clients)]
+    failures: list[BaseException] = []
+
+    def client(mine: list[socket.socket]) -> None:
+        try:
+            open_http_sessions(port, each, mine)
+        except BaseException as exc:  # reported below, after every thread ended
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client, args=(mine,)) for mine in opened]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for mine in opened:
+        held.extend(mine)
+    if failures:
+        raise failures[0]
+    return each * clients
+
+
+def measure(server: str, clients: int, warmup: int, rounds: int, sessions: int) -> Figures:
     held: list[socket.socket] = []
     per_round: list[float] = []
     user: list[float] = []
@@ -163,13 +195,14 @@ def measure(server: str, warmup: int, rounds: int, sessions: int) -> Figures:
             for index in range(rounds):
                 on_cpu = _on_cpu_seconds(pid)
                 user_before, system_before = _user_system_seconds(pid)
-                open_http_sessions(port, sessions, held)
+                opened = _open_concurrently(port, sessions, clients, held)
                 user_after, system_after = _user_system_seconds(pid)
-                per_round.append((_on_cpu_seconds(pid) - on_cpu) / sessions * 1e6)
-                user.append((user_after - user_before) / sessions * 1e6)
-                system.append((system_after - system_before) / sessions * 1e6)
+                per_round.append((_on_cpu_seconds(pid) - on_cpu) / opened * 1e6)
+                user.append((user_after - user_before) / opened * 1e6)
+                system.append((system_after - system_before) / opened * 1e6)
                 print(
-                    f"{server}: round {index + 1}/{rounds}: {per_round[-1]:.1f} µs a setup",
+                    f"{server}, {clients} client(s): round {index + 1}/{rounds}: "
+                    f"{per_round[-1]:.1f} µs a setup",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -180,6 +213,7 @@ def measure(server: str, warmup: int, rounds: int, sessions: int) -> Figures:
             process.wait(30)
     return Figures(
         server,
+        clients,
         round(statistics.median(per_round), 1),
         round(statistics.median(user), 1),
         round(statistics.median(system), 1),
@@ -206,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7, help="rounds measured (median)")
     parser.add_argument("--sessions", type=int, default=1500, help="sessions a round")
     parser.add_argument("--warmup", type=int, default=300, help="sessions before measuring")
+    parser.add_argument(
+        "--clients",
+        default="1,8",
+        help="clients opening sessions at once, one measurement each (comma-separated)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--serve-floor", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -216,21 +255,33 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in servers if name not in SERVERS]
     if unknown:
         parser.error(f"unknown server {unknown[0]!r}; choose from {', '.join(SERVERS)}")
-    if args.rounds < 1 or args.sessions < 1 or args.warmup < 0:
-        parser.error("--rounds and --sessions must be >= 1, --warmup >= 0")
+    try:
+        client_counts = [int(value) for value in args.clients.split(",") if value]
+    except ValueError:
+        parser.error(f"--clients takes whole numbers, got {args.clients!r}")
+    if not client_counts or min(client_counts) < 1:
+        parser.error("--clients needs at least one count, each >= 1")
+    if args.rounds < 1 or args.warmup < 0 or args.sessions < max(client_counts):
+        parser.error("--rounds must be >= 1, --warmup >= 0, --sessions >= every --clients")
     _raise_fd_limit(args.warmup + args.rounds * args.sessions + 64)
-    results = [measure(name, args.warmup, args.rounds, args.sessions) for name in servers]
-    floors = {figures.server: figures.setup_cpu_us for figures in results}
-    print("| server | setup CPU µs | user µs | system µs | above its floor µs |")
-    print("|---|---:|---:|---:|---:|")
-    for figures in results:
-        floor = floors.get("floor-uvloop" if figures.server.endswith("uvloop") else "floor")
+    results = [
+        measure(name, clients, args.warmup, args.rounds, args.sessions)
+        for clients in client_counts
+        for name in servers
+    ]
+    floors = {(row.server, row.clients): row.setup_cpu_us for row in results}
+    print("| server | clients at once | setup CPU µs | user µs | system µs | above its floor µs |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in results:
+        floor = floors.get(
+            ("floor-uvloop" if row.server.endswith("uvloop") else "floor", row.clients)
+        )
         above = "-"
-        if floor is not None and not figures.server.startswith("floor"):
-            above = f"{figures.setup_cpu_us - floor:.0f}"
+        if floor is not None and not row.server.startswith("floor"):
+            above = f"{row.setup_cpu_us - floor:.0f}"
         print(
-            f"| {figures.server} | {figures.setup_cpu_us:.1f} | {figures.user_us:.0f} "
-            f"| {figures.system_us:.0f} | {above} |"
+            f"| {row.server} | {row.clients} | {row.setup_cpu_us:.1f} | {row.user_us:.0f} "
+            f"| {row.system_us:.0f} | {above} |"
         )
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(figures) for figures in results], indent=2))

@@ -23,18 +23,24 @@ def run(*arguments: str) -> subprocess.CompletedProcess[str]:
 
 def test_connscale_and_its_floor_are_measured_side_by_side(tmp_path: Path) -> None:
     out = tmp_path / "setup.json"
-    arguments = ("--servers", "connscale,floor", "--rounds", "2", "--sessions", "30")
-    completed = run(*arguments, "--warmup", "5", "--json", str(out))
+    arguments = ("--servers", "connscale,floor", "--clients", "1,3", "--rounds", "2")
+    completed = run(*arguments, "--sessions", "30", "--warmup", "5", "--json", str(out))
     assert completed.returncode == 0, completed.stderr
-    figures = {row["server"]: row for row in json.loads(out.read_text())}
-    assert set(figures) == {"connscale", "floor"}
+    figures = {(row["server"], row["clients"]): row for row in json.loads(out.read_text())}
+    assert set(figures) == {("connscale", 1), ("floor", 1), ("connscale", 3), ("floor", 3)}
     for row in figures.values():
         assert len(row["rounds_us"]) == 2
         assert row["setup_cpu_us"] > 0
-    rows = {line.split(" | ")[0]: line for line in completed.stdout.splitlines()[2:]}
-    assert rows["| floor"].endswith("| - |")  # a floor is not measured against itself
-    above = float(rows["| connscale"].rsplit("|", 2)[1])
-    assert above == round(figures["connscale"]["setup_cpu_us"] - figures["floor"]["setup_cpu_us"])
+    rows = {
+        tuple(cell.strip() for cell in line.split("|")[1:3]): line
+        for line in completed.stdout.splitlines()[2:]
+    }
+    assert rows[("floor", "3")].endswith("| - |")  # a floor is not measured against itself
+    for clients in (1, 3):
+        above = float(rows[("connscale", str(clients))].rsplit("|", 2)[1])
+        expected = figures[("connscale", clients)]["setup_cpu_us"]
+        expected -= figures[("floor", clients)]["setup_cpu_us"]
+        assert above == round(expected)
 
 
 def test_bad_flags_are_refused_with_a_clear_message() -> None:
@@ -43,3 +49,6 @@ def test_bad_flags_are_refused_with_a_clear_message() -> None:
     assert "unknown server 'nginx'" in unknown.stderr
     assert run("--rounds", "0").returncode == 2
     assert run("--sessions", "many").returncode == 2
+    assert "whole numbers" in run("--clients", "1,x").stderr
+    assert run("--clients", "0").returncode == 2
+    assert run("--clients", "8", "--sessions", "4").returncode == 2  # fewer sessions than clients

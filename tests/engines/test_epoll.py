@@ -62,7 +62,7 @@ def test_out_of_fds_the_listener_waits_for_a_close_instead_of_spinning() -> None
         waiting.close()
 
 
-def test_a_burst_of_connections_is_accepted_one_a_round_and_each_is_served() -> None:
+def test_a_burst_of_connections_is_accepted_with_no_accept_that_finds_none() -> None:
     listener = ExhaustibleListener()
     with listener, serving(listener) as port:
         clients = [LineClient(port) for _ in range(50)]  # connected before any is served
