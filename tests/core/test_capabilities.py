@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -53,3 +54,43 @@ def test_unused_capabilities_are_freed() -> None:
     del caps
     gc.collect()
     assert key not in module._CAPABILITIES
+
+
+def test_a_set_built_apart_interns_to_the_pools_object_or_becomes_it() -> None:
+    pooled = intern_capabilities({"kept": {"a": 1}})
+    apart = Capabilities({"kept": {"a": 1}})  # equal, built without the pool
+    assert apart is not pooled
+    assert intern_capabilities(apart) is pooled  # the pool's object, every time
+    assert intern_capabilities(apart) is pooled
+    nested = pooled["kept"]  # built inside a set: not the pool's own object
+    assert intern_capabilities(nested) is intern_capabilities({"a": 1})
+    fresh = Capabilities({"only-here": [1]})
+    assert intern_capabilities(fresh) is fresh  # nothing equal pooled: it becomes the one
+    assert intern_capabilities({"only-here": [1]}) is fresh
+
+
+class _MappingOnly(Mapping[str, Any]):
+    """A read-only mapping that is not a dict: checked by the ABC path."""
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def test_any_mapping_is_accepted_and_checked_like_a_dict() -> None:
+    assert intern_capabilities(_MappingOnly({"m": {"x": True}})) is intern_capabilities(
+        {"m": {"x": True}}
+    )
+    assert intern_capabilities(_MappingOnly({})) is intern_capabilities(None)
+    with pytest.raises(ConfigurationError):
+        intern_capabilities(_MappingOnly({"bad": {1: "int key"}}))
+    with pytest.raises(ConfigurationError):
+        intern_capabilities({"bad": _MappingOnly({"x": object()})})

@@ -26,7 +26,16 @@ __all__ = [
     "intern_capabilities",
 ]
 
-_canonical_encoder = msgspec.json.Encoder(order="sorted")
+
+def _mapping_as_dict(value: object) -> object:
+    # msgspec encodes dicts, not other mappings; check_json_like has let only JSON-like
+    # values through, so any Mapping here becomes the dict it reads as.
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+_canonical_encoder = msgspec.json.Encoder(order="sorted", enc_hook=_mapping_as_dict)
 
 
 def _freeze(value: Any) -> Any:
@@ -52,16 +61,18 @@ class Capabilities(Mapping[str, Any]):
     come back as ``Capabilities`` and arrays as tuples; ``to_dict()`` gives a mutable copy.
     """
 
-    __slots__ = ("__weakref__", "_items", "_key", "_packed")
+    __slots__ = ("__weakref__", "_interned", "_items", "_key", "_packed")
 
     _items: dict[str, Any]
     _key: bytes
     _packed: bytes | None  # canonical MessagePack, made on first use by the codec
+    _interned: bool  # the pool's own object for its content (it stays there while it lives)
 
     def __init__(self, caps: Mapping[str, Any] | None = None) -> None:
         canonical = _canonical(caps)
         self._key = canonical
         self._packed = None
+        self._interned = False
         self._items = {} if canonical == b"{}" else _freeze(msgspec.json.decode(canonical))._items
 
     @classmethod
@@ -70,6 +81,7 @@ class Capabilities(Mapping[str, Any]):
         obj._items = items
         obj._key = _canonical_encoder.encode(_thaw_items(items))
         obj._packed = None
+        obj._interned = False
         return obj
 
     @property
@@ -168,14 +180,21 @@ def check_json_like(value: Any, depth: int, *, tuples: bool = True) -> None:
 # Process-wide intern pool: weak, so a capability set no session uses any more is freed.
 _CAPABILITIES: WeakValueDictionary[bytes, Capabilities] = WeakValueDictionary()
 EMPTY_CAPABILITIES: Final = Capabilities()
+EMPTY_CAPABILITIES._interned = True
 _CAPABILITIES[b"{}"] = EMPTY_CAPABILITIES
 
 
 def intern_capabilities(caps: Mapping[str, Any] | None) -> Capabilities:
     """The one shared ``Capabilities`` equal to ``caps`` (None and {} give the empty set)."""
-    if isinstance(caps, Capabilities):
+    # Not isinstance first: Capabilities is a Mapping, and isinstance of a dict against it
+    # runs the ABC's check in Python. Each initialize interns twice (its check, then the
+    # table's), so the pool's own object answers for itself without a lookup.
+    if type(caps) is not dict and isinstance(caps, Capabilities):
+        if caps._interned:
+            return caps
         existing = _CAPABILITIES.get(caps._key)
         if existing is None:
+            caps._interned = True
             _CAPABILITIES[caps._key] = caps
             return caps
         return existing
@@ -186,5 +205,6 @@ def intern_capabilities(caps: Mapping[str, Any] | None) -> Capabilities:
         found._key = key
         found._items = _freeze(msgspec.json.decode(key))._items
         found._packed = None
+        found._interned = True
         _CAPABILITIES[key] = found
     return found

@@ -61,7 +61,8 @@ def _packed(caps: Capabilities) -> bytes:
 
 
 def capabilities_to_wire(caps: Capabilities) -> msgspec.Raw:
-    return msgspec.Raw(_packed(caps))
+    packed = caps._packed  # packed once per distinct set: the call only the first time
+    return msgspec.Raw(packed if packed is not None else _packed(caps))
 
 
 def capabilities_from_wire(element: msgspec.Raw) -> Capabilities:

@@ -362,6 +362,9 @@ class SessionTable:
         return (slot for slot in range(self._high_water) if state[slot] & _ALLOCATED)
 
     def _check(self, slot: int) -> None:
+        """Raise SlotError unless ``slot`` is allocated. The hot methods test the usual case
+        inline and call this only to say what is wrong: one frame fewer per call, and a
+        session setup makes several."""
         if not isinstance(slot, int) or not 0 <= slot < self._capacity:
             raise SlotError(f"slot {slot!r} is out of range 0..{self._capacity - 1}")
         if not self._state[slot] & _ALLOCATED:
@@ -380,7 +383,9 @@ class SessionTable:
         code = _TRANSPORT_CODE.get(transport)
         if code is None:
             code = _TRANSPORT_CODE[_TRANSPORT.convert(transport)]
-        if session_id is not None:
+        if type(session_id) is bytes and len(session_id) == SESSION_ID_BYTES:
+            new_id = session_id  # already what the converter would return
+        elif session_id is not None:
             new_id = _KEY.convert(session_id)
         elif self._ids_on_demand:
             new_id = None  # drawn by _session_id() when first read
@@ -403,16 +408,23 @@ class SessionTable:
             self._high_water += 1
         self._state[slot] = _ALLOCATED | code << _TRANSPORT_SHIFT
         if new_id is not None:
-            self._write_id(slot, new_id)
+            start = slot * SESSION_ID_BYTES
+            self._col_session_id[start : start + SESSION_ID_BYTES] = new_id
             if index is not None:
-                self._index_add(index, new_id, slot)
+                if index.is_full():
+                    self._index_add(index, new_id, slot)
+                else:
+                    index.insert(new_id, slot)
         self._col_created_at[slot] = when
         self._live += 1
         return slot
 
     def free(self, slot: int) -> None:
         """Release ``slot``, its interned values and any pending ids or metadata."""
-        self._check(slot)
+        if not (
+            type(slot) is int and 0 <= slot < self._capacity and self._state[slot] & _ALLOCATED
+        ):
+            self._check(slot)
         if self._index is not None:
             self._index.remove(self._id_of(slot), slot)
         elif self._ids_on_demand and self._id_of(slot) != _NO_ID:
@@ -476,7 +488,10 @@ class SessionTable:
 
     def get(self, slot: int, field: str, default: object = MISSING) -> Any:
         """The value of ``field`` for ``slot``; ``default`` instead when given and None."""
-        self._check(slot)
+        if not (
+            type(slot) is int and 0 <= slot < self._capacity and self._state[slot] & _ALLOCATED
+        ):
+            self._check(slot)
         getter = _GETTERS.get(field)
         if getter is None:
             raise unknown_field(field)
@@ -485,7 +500,10 @@ class SessionTable:
 
     def update(self, slot: int, **fields: Any) -> None:
         """Set fields of ``slot``; all are checked before any is set."""
-        self._check(slot)
+        if not (
+            type(slot) is int and 0 <= slot < self._capacity and self._state[slot] & _ALLOCATED
+        ):
+            self._check(slot)
         converted = convert_fields(fields)
         new_id = converted.pop(_KEY.name, None)
         if new_id is not None:
@@ -542,7 +560,10 @@ class SessionTable:
 
     def session(self, slot: int) -> Session:
         """A ``Session`` object with the values of ``slot`` (a copy, not a view)."""
-        self._check(slot)
+        if not (
+            type(slot) is int and 0 <= slot < self._capacity and self._state[slot] & _ALLOCATED
+        ):
+            self._check(slot)
         return _snapshot(self, slot)
 
     def load(self, session: Session) -> int:
@@ -618,7 +639,13 @@ def _read(
     storage = field.storage
     attr = _attr(field)
     if isinstance(storage, Key):
-        return [f"{target} = t._session_id(s)"]
+        # The id's bytes straight from its column; a slot whose id is still to be drawn
+        # (ids_on_demand: all zero) asks _session_id, which draws and writes it.
+        width, no_id = storage.width, bind("no_id", bytes(storage.width))
+        return [
+            f"{target} = bytes(t.{attr}[s * {width} : s * {width} + {width}])",
+            f"if {target} == {no_id} and t._ids_on_demand: {target} = t._session_id(s)",
+        ]
     if isinstance(storage, Column):
         return [f"{target} = t.{attr}[s]"]
     if isinstance(storage, Bits):

@@ -25,7 +25,7 @@ message: this module logs nothing, and its error bodies are fixed strings.
 from __future__ import annotations
 
 import hmac
-import secrets
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
 from urllib.parse import urlsplit
@@ -509,7 +509,8 @@ class McpHttp:
     def _initialize(self, request: HttpRequest, message: Request) -> bytes:
         protocol = self.protocol
         accepts_stream = self._stream_responses and _accepts(request.headers.get(b"accept"), _SSE)
-        session_id = secrets.token_bytes(16)
+        # os.urandom is what secrets.token_bytes returns, without its two Python frames.
+        session_id = os.urandom(16)
         slot = self._allocate(lambda: protocol.open_session(session_id=session_id))
         if slot is None:
             return self._error(request, 503, "server full: try again later")
@@ -554,7 +555,7 @@ class McpHttp:
         if not transient and self.core.stream_connection(slot) is not None:
             return self._error(request, 409, "conflict: this session already has a GET stream")
         head = response_head(200, (*_STREAM_HEADERS, (b"mcp-session-id", token)))
-        return OpenStream(slot, head)
+        return tuple.__new__(OpenStream, (slot, head))  # not the NamedTuple's Python __new__
 
     def _delete(self, request: HttpRequest) -> bytes:
         found = self._session(request)

@@ -188,10 +188,12 @@ def decode_message(
             )
         return Invalid(usable_id, INVALID_REQUEST, 'invalid request: no "method"')
     if request_id is msgspec.UNSET:
-        return Notification(method, params)
+        return tuple.__new__(Notification, (method, params))
     if usable_id is None:
         return Invalid(None, INVALID_REQUEST, "invalid request: id must be a string or integer")
-    return Request(usable_id, method, params)
+    # tuple.__new__, not Request(...): a NamedTuple's own __new__ is a Python function (built
+    # with eval), one interpreted frame per request that the tuple does not need.
+    return tuple.__new__(Request, (usable_id, method, params))
 
 
 def _id_bytes(request_id: RequestId | None) -> bytes:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import os
 import secrets
 import struct
 import time
@@ -48,6 +49,7 @@ KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
 _TAG_BYTES: Final = 16
 _ISSUED: Final = struct.Struct(">Q")  # seconds since the epoch, when the token was sealed
+_URL_SAFE: Final = bytes.maketrans(b"+/", b"-_")  # the URL-safe base64 alphabet (RFC 4648)
 _ID_BYTES: Final = 16
 _MAX_TOKEN_CHARS: Final = 4096
 _OVERHEAD: Final = _NONCE_BYTES + _TAG_BYTES + _ISSUED.size
@@ -178,10 +180,14 @@ class SessionSealer:
             raise ConfigurationError(
                 f"session state of {len(state)} bytes is too large for a session token"
             )
-        nonce = secrets.token_bytes(_NONCE_BYTES)
+        # Once per HTTP session: os.urandom and binascii directly, not secrets.token_bytes
+        # and base64.urlsafe_b64encode, whose Python frames cost more than their work.
+        nonce = os.urandom(_NONCE_BYTES)
         issued = _ISSUED.pack(int(self._clock()))
-        sealed = self._cipher_list()[0].encrypt(nonce, issued + state, None)
-        return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode("ascii")
+        ciphers = self._ciphers or self._cipher_list()
+        sealed = ciphers[0].encrypt(nonce, issued + state, None)
+        encoded = binascii.b2a_base64(nonce + sealed, newline=False).translate(_URL_SAFE)
+        return encoded.rstrip(b"=").decode("ascii")
 
     def unseal(self, token: str | bytes) -> bytes | None:
         """The state inside ``token``; None when it is malformed, tampered with or expired."""
