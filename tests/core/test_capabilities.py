@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -69,28 +69,13 @@ def test_a_set_built_apart_interns_to_the_pools_object_or_becomes_it() -> None:
     assert intern_capabilities({"only-here": [1]}) is fresh
 
 
-class _MappingOnly(Mapping[str, Any]):
-    """A read-only mapping that is not a dict: checked by the ABC path."""
-
-    def __init__(self, items: dict[str, Any]) -> None:
-        self._items = items
-
-    def __getitem__(self, key: str) -> Any:
-        return self._items[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
 def test_any_mapping_is_accepted_and_checked_like_a_dict() -> None:
-    assert intern_capabilities(_MappingOnly({"m": {"x": True}})) is intern_capabilities(
+    # A read-only mapping that is not a dict: checked through the Mapping ABC, and encoded.
+    assert intern_capabilities(MappingProxyType({"m": {"x": True}})) is intern_capabilities(
         {"m": {"x": True}}
     )
-    assert intern_capabilities(_MappingOnly({})) is intern_capabilities(None)
+    assert intern_capabilities(MappingProxyType({})) is intern_capabilities(None)
     with pytest.raises(ConfigurationError):
-        intern_capabilities(_MappingOnly({"bad": {1: "int key"}}))
+        intern_capabilities(MappingProxyType({"bad": {1: "int key"}}))
     with pytest.raises(ConfigurationError):
-        intern_capabilities({"bad": _MappingOnly({"x": object()})})
+        intern_capabilities({"bad": MappingProxyType({"x": object()})})
