@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from connscale.clock import FakeClock
@@ -32,14 +33,30 @@ class ExhaustibleListener(socket.socket):
         return super()._accept()  # type: ignore[misc,no-any-return]
 
 
+class FastForwardLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock a test moves forward: its timers come due without waiting."""
+
+    ahead = 0.0
+
+    def time(self) -> float:
+        return super().time() + self.ahead
+
+    def skip(self, seconds: float) -> None:
+        """Move this loop's clock ``seconds`` on (from any thread) and let it look again."""
+        self.ahead += seconds
+        self.call_soon_threadsafe(lambda: None)
+
+
 @contextmanager
-def serving(listener: ExhaustibleListener) -> Iterator[int]:
+def serving(
+    listener: ExhaustibleListener, new_loop: Callable[[], asyncio.AbstractEventLoop] | None = None
+) -> Iterator[int]:
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     port = listener.getsockname()[1]
     config = ServerConfig(engine="epoll", port=port)
     engine = build_engine(config, resolve_app(config), listener, clock=FakeClock(1000.0))
-    with engine_in_thread(engine):
+    with engine_in_thread(engine, new_loop=new_loop or asyncio.new_event_loop):
         yield port
 
 
@@ -59,6 +76,26 @@ def test_out_of_fds_the_listener_waits_for_a_close_instead_of_spinning() -> None
         first.close()  # frees an fd: accepting resumes and takes the waiting client
         waiting.initialize()
         assert waiting.ping(3)
+        waiting.close()
+
+
+def test_out_of_fds_with_no_connection_to_close_accepting_is_retried_after_a_second() -> None:
+    # The fds may be held by something else (a tool's files): then no close comes, and the
+    # listener is polled again once the loop's clock has moved a second on.
+    listener = ExhaustibleListener()
+    loop = FastForwardLoop()
+    with listener, serving(listener, new_loop=lambda: loop) as port:
+        listener.exhausted = True
+        waiting = LineClient(port)
+        wait_until(lambda: listener.attempts == 1)
+        listener.exhausted = False
+        loop.skip(0.5)  # not yet: still paused
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(5)  # it looked
+        assert listener.attempts == 1
+        loop.skip(0.6)  # past the second: accepting resumes and takes the waiting client
+        waiting.initialize()
+        assert waiting.ping(1)
+        assert listener.attempts == 2
         waiting.close()
 
 

@@ -39,6 +39,9 @@ _READ_MASK: Final = select.EPOLLIN | select.EPOLLRDHUP
 _WRITE_MASK: Final = select.EPOLLOUT
 _RECV_SIZE: Final = 64 << 10
 _ACCEPTS_PER_WAKEUP: Final = 64  # then the loop looks at other connections again
+# Out of fds, accepting waits for a connection to close, or this long (asyncio's own pause):
+# the fds may be held by something else, with no connection left to close.
+_ACCEPT_RETRY_SECONDS: Final = 1.0
 _EVENTS_PER_WAKEUP: Final = 1024
 _INPUT_EVENTS: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _OPEN: Final = 1  # the fd is ours: accepted and not yet closed
@@ -87,6 +90,7 @@ class EpollEngine:
         self._input_view = memoryview(self._input)
         self._close_after_flush: set[int] = set()
         self._accept_paused = False  # out of fds: the listener waits for a close
+        self._accept_retry: asyncio.TimerHandle | None = None
         self._listener_waiting = select.poll()  # the listener alone: is a connection waiting?
         self._listener_waiting.register(self._listen_fd, select.POLLIN)
         self._epoll: select.epoll | None = None
@@ -134,6 +138,9 @@ class EpollEngine:
         self.runner.close()
         if self._waker is not None:
             self._waker.cancel()
+        if self._accept_retry is not None:
+            self._accept_retry.cancel()
+            self._accept_retry = None
         if self._loop is not None:
             # Typed to return nothing used: asyncio's remove_reader returns a bool, uvloop's
             # None, and a compiled call typed bool refuses the None (it did, at every stop).
@@ -213,9 +220,16 @@ class EpollEngine:
             with contextlib.suppress(OSError, ValueError):  # stopped accepting already
                 epoll.modify(self._listen_fd, 0)
                 self._accept_paused = True
+        if self._accept_paused and self._accept_retry is None and self._loop is not None:
+            self._accept_retry = self._loop.call_later(
+                _ACCEPT_RETRY_SECONDS, self._resume_accepting
+            )
 
     def _resume_accepting(self) -> None:
         self._accept_paused = False
+        if self._accept_retry is not None:
+            self._accept_retry.cancel()  # a no-op when it is the timer calling
+            self._accept_retry = None
         epoll = self._epoll
         if epoll is not None:
             with contextlib.suppress(OSError, ValueError):  # stopped accepting meanwhile
