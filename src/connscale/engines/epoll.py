@@ -89,7 +89,7 @@ class EpollEngine:
         self._input = bytearray(_RECV_SIZE)
         self._input_view = memoryview(self._input)
         self._close_after_flush: set[int] = set()
-        self._accept_paused = False  # out of fds: the listener waits for a close
+        # Set while accepting is paused (out of fds): the listener waits for a close or this.
         self._accept_retry: asyncio.TimerHandle | None = None
         self._listener_waiting = select.poll()  # the listener alone: is a connection waiting?
         self._listener_waiting.register(self._listen_fd, select.POLLIN)
@@ -215,18 +215,16 @@ class EpollEngine:
                 return
 
     def _pause_accepting(self) -> None:
-        epoll = self._epoll
-        if epoll is not None:
-            with contextlib.suppress(OSError, ValueError):  # stopped accepting already
-                epoll.modify(self._listen_fd, 0)
-                self._accept_paused = True
-        if self._accept_paused and self._accept_retry is None and self._loop is not None:
-            self._accept_retry = self._loop.call_later(
-                _ACCEPT_RETRY_SECONDS, self._resume_accepting
-            )
+        epoll, loop = self._epoll, self._loop
+        if epoll is None or loop is None or self._accept_retry is not None:
+            return
+        try:
+            epoll.modify(self._listen_fd, 0)
+        except (OSError, ValueError):
+            return  # stopped accepting already
+        self._accept_retry = loop.call_later(_ACCEPT_RETRY_SECONDS, self._resume_accepting)
 
     def _resume_accepting(self) -> None:
-        self._accept_paused = False
         if self._accept_retry is not None:
             self._accept_retry.cancel()  # a no-op when it is the timer calling
             self._accept_retry = None
@@ -347,5 +345,5 @@ class EpollEngine:
         except OSError:
             pass
         self.core.closed(fd)  # a no-op when the core let it go already
-        if self._accept_paused:
-            self._resume_accepting()  # an fd is free again
+        if self._accept_retry is not None:
+            self._resume_accepting()  # accepting was paused, and an fd is free again
