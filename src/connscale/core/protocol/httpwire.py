@@ -246,8 +246,15 @@ def response_head(
     status: int, headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...] = ()
 ) -> bytes:
     """A status line and headers, ending with the blank line."""
-    line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Error\r\n" % status
-    return line + b"".join(name + b": " + value + b"\r\n" for name, value in headers) + b"\r\n"
+    return _status_line(status) + _header_lines(headers) + b"\r\n"
+
+
+def _status_line(status: int) -> bytes:
+    return _STATUS_LINES.get(status) or b"HTTP/1.1 %d Error\r\n" % status
+
+
+def _header_lines(headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]) -> bytes:
+    return b"".join([name + b": " + value + b"\r\n" for name, value in headers]) if headers else b""
 
 
 def response(
@@ -263,13 +270,10 @@ def response(
     start = _RESPONSE_STARTS.get((status, content_type))
     if start is None:
         start = _response_start(status, content_type)
-    extra = (
-        b"".join([name + b": " + value + b"\r\n" for name, value in headers]) if headers else b""
-    )
     return b"%b%d\r\n%b%b\r\n%b" % (
         start,
         len(body),
-        extra,
+        _header_lines(headers),
         _CLOSE_HEADER if close else b"",
         b"" if head_only else body,
     )
@@ -282,8 +286,9 @@ _CLOSE_HEADER: Final = b"connection: close\r\n"
 
 
 def _response_start(status: int, content_type: bytes | None) -> bytes:
-    line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Error\r\n" % status
-    start = line + (b"" if content_type is None else b"content-type: " + content_type + b"\r\n")
+    start = _status_line(status) + (
+        b"" if content_type is None else b"content-type: " + content_type + b"\r\n"
+    )
     start += b"content-length: "
     if len(_RESPONSE_STARTS) < 256:  # statuses and content types are the server's own: few
         _RESPONSE_STARTS[status, content_type] = start
