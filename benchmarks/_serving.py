@@ -1,10 +1,11 @@
-"""Shared by the hostile and soak benchmarks: a served subprocess and a small MCP client."""
+"""Shared by the benchmarks: a served subprocess, a small MCP client, a free loopback port."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,13 @@ HTTP_INITIALIZE: dict[str, Any] = {
         "clientInfo": {"name": "bench", "version": "1"},
     },
 }
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now (the caller binds it soon after)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def session_id_in(response: bytes) -> bytes:

@@ -46,6 +46,9 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
+
+from benchmarks._serving import free_port
 from benchmarks.server_memory import open_http_sessions, start
 from connscale.bench.orchestrator import wait_ready_file
 
@@ -129,20 +132,13 @@ class Figures:
 
 
 def _on_cpu_seconds(pid: int) -> float:
+    # Nanoseconds on the CPU (user and system together); psutil's times come in clock ticks.
     return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
 
 
 def _user_system_seconds(pid: int) -> tuple[float, float]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    times = psutil.Process(pid).cpu_times()
+    return times.user, times.system
 
 
 def _start(server: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -152,7 +148,7 @@ def _start(server: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int, in
         served = start("epoll", "http", extra, workdir)
         return served.process, served.port, served.pid
     loop_name = "uvloop" if server.endswith("uvloop") else "asyncio"
-    port, ready = _free_port(), workdir / "floor.json"
+    port, ready = free_port(), workdir / "floor.json"
     command = [sys.executable, "-m", "benchmarks.http_setup", "--serve-floor"]
     process = subprocess.Popen([*command, str(port), str(ready), loop_name])
     info = wait_ready_file(ready, process, name=server, timeout=30)

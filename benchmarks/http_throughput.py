@@ -47,7 +47,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from benchmarks._serving import HTTP_INITIALIZE, session_id_in
+from benchmarks._serving import HTTP_INITIALIZE, free_port, session_id_in
 from connscale._hot_path import mode as hot_path_mode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,12 +129,6 @@ def serve_floor(port: int, ready: Path) -> None:
         await asyncio.Event().wait()
 
     uvloop.run(main())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(server: str, scratch: Path) -> tuple[subprocess.Popen[bytes], int, int]:

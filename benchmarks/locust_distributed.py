@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,15 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._serving import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 LOCUSTFILE = ROOT / "examples" / "locustfile.py"
 CONNECTIONS_PER_USER = 250
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for(path: Path, timeout: float = 30.0) -> dict[str, Any]:
