@@ -10,7 +10,11 @@ client (a thread) opens sessions one after another; the server's CPU time over a
 sleeps after each answer and wakes for the next connection, its caches cooled by the
 client and the kernel in between (``server_memory`` opens sessions so). Eight at once: the
 server finds several connections per wake-up and stays warm, as a loaded server does:
-what a worker's setups per second are made of.
+what a worker's setups per second are made of. Any list of counts works (``--clients
+1,2,4,8,16`` draws the curve). Each row also says how busy the server was (its CPU time
+over the round's wall time) and how many sessions a second the clients opened: CPU per
+setup sets a worker's capacity where the server is busy; where it is mostly idle, the
+figure is paid with CPU the worker had to spare.
 
 Servers:
 
@@ -43,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,6 +133,8 @@ class Figures:
     setup_cpu_us: float
     user_us: float
     system_us: float
+    busy_percent: float  # the server's CPU time over the rounds' wall time
+    setups_per_second: float
     rounds_us: list[float]
 
 
@@ -184,6 +191,8 @@ def measure(server: str, clients: int, warmup: int, rounds: int, sessions: int) 
     per_round: list[float] = []
     user: list[float] = []
     system: list[float] = []
+    busy: list[float] = []
+    rates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="connscale-setup-") as workdir:
         process, port, pid = _start(server, Path(workdir))
         try:
@@ -191,9 +200,14 @@ def measure(server: str, clients: int, warmup: int, rounds: int, sessions: int) 
             for index in range(rounds):
                 on_cpu = _on_cpu_seconds(pid)
                 user_before, system_before = _user_system_seconds(pid)
+                started = time.perf_counter()
                 opened = _open_concurrently(port, sessions, clients, held)
+                wall = time.perf_counter() - started
                 user_after, system_after = _user_system_seconds(pid)
-                per_round.append((_on_cpu_seconds(pid) - on_cpu) / opened * 1e6)
+                on_cpu = _on_cpu_seconds(pid) - on_cpu
+                per_round.append(on_cpu / opened * 1e6)
+                busy.append(100 * on_cpu / wall)
+                rates.append(opened / wall)
                 user.append((user_after - user_before) / opened * 1e6)
                 system.append((system_after - system_before) / opened * 1e6)
                 print(
@@ -213,6 +227,8 @@ def measure(server: str, clients: int, warmup: int, rounds: int, sessions: int) 
         round(statistics.median(per_round), 1),
         round(statistics.median(user), 1),
         round(statistics.median(system), 1),
+        round(statistics.median(busy), 1),
+        round(statistics.median(rates)),
         [round(value, 1) for value in per_round],
     )
 
@@ -266,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in servers
     ]
     floors = {(row.server, row.clients): row.setup_cpu_us for row in results}
-    print("| server | clients at once | setup CPU µs | user µs | system µs | above its floor µs |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| server | clients at once | setup CPU µs | user µs | system µs | above its floor µs "
+        "| server busy | setups/s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in results:
         floor = floors.get(
             ("floor-uvloop" if row.server.endswith("uvloop") else "floor", row.clients)
@@ -277,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             above = f"{row.setup_cpu_us - floor:.0f}"
         print(
             f"| {row.server} | {row.clients} | {row.setup_cpu_us:.1f} | {row.user_us:.0f} "
-            f"| {row.system_us:.0f} | {above} |"
+            f"| {row.system_us:.0f} | {above} | {row.busy_percent:.0f}% "
+            f"| {row.setups_per_second:,.0f} |"
         )
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(figures) for figures in results], indent=2))

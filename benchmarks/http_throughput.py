@@ -49,6 +49,7 @@ from hdrh.histogram import HdrHistogram
 
 from benchmarks._serving import HTTP_INITIALIZE, free_port, session_id_in
 from connscale._hot_path import mode as hot_path_mode
+from connscale.bench.measure import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ("sdk", "starlette", "connscale-epoll", "connscale-asyncio")
@@ -60,7 +61,6 @@ META = {
     "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # -- servers -----------------------------------------------------------------------------------
@@ -170,12 +170,6 @@ def start(server: str, scratch: Path) -> tuple[subprocess.Popen[bytes], int, int
     return process, port, pid
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", "rb") as file:
-        fields = file.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
 # -- the client ----------------------------------------------------------------------------------
 
 
@@ -235,9 +229,9 @@ def _split(buffer: bytearray) -> tuple[bytes, bytes] | None:
             length = int(line.split(b":", 1)[1])
     if len(buffer) < start + length:
         return None
-    body = bytes(buffer[start : start + length])
+    whole = bytes(buffer[start : start + length])
     del buffer[: start + length]
-    return head, body
+    return head, whole
 
 
 def _open(port: int, server: str, era: str) -> tuple[socket.socket, bytes]:
@@ -351,9 +345,9 @@ def run_once(server: str, era: str, port: int, pid: int, args: argparse.Namespac
         pipes.append(receiver)
         processes.append(process)
     time.sleep(args.warmup)
-    cpu_before = cpu_seconds(pid)
+    cpu_before = cpu_seconds([pid])
     time.sleep(args.seconds)
-    cpu_after = cpu_seconds(pid)
+    cpu_after = cpu_seconds([pid])
     total = errors = 0
     client_cpu = 0.0
     histogram = HdrHistogram(1, 60_000_000, 3)

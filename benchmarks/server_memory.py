@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._serving import session_id_in
+from connscale.bench.measure import cpu_seconds
 from connscale.bench.orchestrator import wait_ready_file
 from connscale.memory import sample
 from connscale.profile import scaling
@@ -87,9 +88,7 @@ class Server:
         return int(json.loads(path.read_text())["sessions"])
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return cpu_seconds([self.pid])
 
 
 def start(

@@ -31,16 +31,24 @@ def test_connscale_and_its_floor_are_measured_side_by_side(tmp_path: Path) -> No
     for row in figures.values():
         assert len(row["rounds_us"]) == 2
         assert row["setup_cpu_us"] > 0
-    rows = {
-        tuple(cell.strip() for cell in line.split("|")[1:3]): line
-        for line in completed.stdout.splitlines()[2:]
-    }
-    assert rows[("floor", "3")].endswith("| - |")  # a floor is not measured against itself
+        assert row["setups_per_second"] > 0
+        # Per round, busy = CPU per setup x setups a second; medians of two rounds stay close.
+        implied = row["setup_cpu_us"] * row["setups_per_second"] / 1e4
+        assert 0.5 * implied < row["busy_percent"] < 2 * implied
+    lines = completed.stdout.splitlines()
+    header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
+    rows = {}
+    for line in lines[2:]:
+        cells = dict(zip(header, (cell.strip() for cell in line.split("|")[1:-1]), strict=True))
+        rows[(cells["server"], cells["clients at once"])] = cells
+    assert rows[("floor", "3")]["above its floor µs"] == "-"  # not measured against itself
     for clients in (1, 3):
-        above = float(rows[("connscale", str(clients))].rsplit("|", 2)[1])
+        above = float(rows[("connscale", str(clients))]["above its floor µs"])
         expected = figures[("connscale", clients)]["setup_cpu_us"]
         expected -= figures[("floor", clients)]["setup_cpu_us"]
         assert above == round(expected)
+        busy = rows[("connscale", str(clients))]["server busy"]
+        assert busy == f"{figures[('connscale', clients)]['busy_percent']:.0f}%"
 
 
 def test_bad_flags_are_refused_with_a_clear_message() -> None:
