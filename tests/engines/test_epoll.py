@@ -9,12 +9,22 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from connscale import App
 from connscale.clock import FakeClock
 from connscale.server.build import build_engine
 from connscale.server.config import ServerConfig
 from connscale.server.supervisor import resolve_app
 from connscale.testing import engine_in_thread
-from support import LineClient, wait_until
+from support import (
+    INIT,
+    LineClient,
+    Running,
+    http_request,
+    parse_response,
+    running,
+    tool_call,
+    wait_until,
+)
 
 
 class ExhaustibleListener(socket.socket):
@@ -110,3 +120,106 @@ def test_a_burst_of_connections_is_accepted_with_no_accept_that_finds_none() -> 
         assert listener.attempts == 50
         for client in clients:
             client.close()
+
+
+# -- a request that is there when its connection is accepted ------------------------------------
+
+
+@contextmanager
+def loop_held(server: Running) -> Iterator[None]:
+    """The server's loop blocked while the block runs: what a client connects and sends
+    meanwhile waits in the kernel, and the engine's read right after ``accept`` finds it."""
+    hold, holding = threading.Event(), threading.Event()
+
+    def block() -> None:
+        holding.set()
+        hold.wait(10)
+
+    server.loop.call_soon_threadsafe(block)
+    assert holding.wait(10)
+    try:
+        yield
+    finally:
+        hold.set()
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(1 << 16):
+        data += chunk
+    return data
+
+
+def test_a_request_there_at_accept_keeps_its_connection_polled_for_the_next() -> None:
+    with running("epoll", "http") as server:
+        with loop_held(server):
+            client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            client.sendall(http_request(body=INIT))
+        with client:
+            first = client.recv(1 << 16)
+            assert parse_response(first)[0] == 200
+            token = parse_response(first)[1]["mcp-session-id"]
+            # Answered during the read right after accept; the fd joined the epoll set after
+            # it, or this second request on the same connection would never be read.
+            client.sendall(
+                http_request(
+                    body=tool_call(2, "echo", {"text": "again"}), headers={"mcp-session-id": token}
+                )
+            )
+            status, _, body = parse_response(client.recv(1 << 16))
+            assert status == 200 and b"again" in body
+
+
+def test_a_request_there_at_accept_answered_and_closed_at_once() -> None:
+    with running("epoll", "http") as server:
+        with loop_held(server):
+            client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            client.sendall(http_request(body=INIT, headers={"connection": "close"}))
+        with client:
+            status, headers, _ = parse_response(read_until_closed(client))
+        assert status == 200 and headers["connection"] == "close"
+        assert server.wait_for(lambda: server.engine.statistics().connections == 0)
+        # The engine goes on accepting: a second connection is served the same way.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as second:
+            second.sendall(http_request(body=INIT, headers={"connection": "close"}))
+            assert parse_response(read_until_closed(second))[0] == 200
+
+
+def test_an_answer_larger_than_the_socket_takes_during_the_first_read_is_sent_whole() -> None:
+    size = 4 << 20
+    app = App("big")
+
+    @app.tool()
+    def big(count: int) -> str:
+        return "x" * count
+
+    with running("epoll", "http", app=app) as server:
+        status, headers, _ = parse_response(_exchange(server.port, http_request(body=INIT)))
+        token = headers["mcp-session-id"]
+        call = http_request(
+            body=tool_call(2, "big", {"count": size}),
+            headers={"mcp-session-id": token, "connection": "close"},
+        )
+        with loop_held(server):
+            client = socket.socket()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # reads slowly
+            client.settimeout(5)
+            client.connect(("127.0.0.1", server.port))
+            client.sendall(call)
+        with client:
+            # The answer is written during the read right after accept, more than the
+            # socket takes: the rest waits in the engine, and only the epoll set's
+            # EPOLLOUT (asked for when the fd joins it) sends it.
+            assert server.wait_for(lambda: server.engine.buffered_output() > 0)
+            data = read_until_closed(client)
+        status, _, body = parse_response(data)
+        assert status == 200
+        assert body.count(b"x") >= size
+        assert server.wait_for(lambda: server.engine.statistics().connections == 0)
+        assert server.call(server.engine.buffered_output) == 0
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        return sock.recv(1 << 16)

@@ -1,7 +1,9 @@
 """The epoll engine (Linux): idle connections hold no Python object beyond their session slot.
 
 Why it is small: the listening socket and every connection fd live in one ``select.epoll``
-set, whose own fd is a single reader in the asyncio loop (so async calls run as tasks).
+set, whose own fd is a single reader in the asyncio loop (so async calls run as tasks). A
+new connection is read once before it joins the set: one answered and closed at once never
+joins it.
 Connections are accepted with ``socket._accept()``, which returns a bare fd (no socket
 object), read and written with ``os.read``/``os.write``, and known to the connection core by
 their fd number. Peer addresses are discarded. The engine decides nothing: it moves bytes
@@ -46,6 +48,7 @@ _EVENTS_PER_WAKEUP: Final = 1024
 _INPUT_EVENTS: Final = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _OPEN: Final = 1  # the fd is ours: accepted and not yet closed
 _READING: Final = 2  # its epoll mask asks for input
+_POLLED: Final = 4  # it is in the epoll set (not yet, during the read right after accept)
 
 
 class EpollEngine:
@@ -80,7 +83,7 @@ class EpollEngine:
             keepalive_timeout=keepalive_timeout,
         )
         # Per fd, one byte: _OPEN from accept to os.close, _READING while its mask asks
-        # for input (one column, not two: a byte less per connection).
+        # for input, _POLLED once it is in the epoll set (one column: a byte per connection).
         self._fd_flags = lazy_zeroed(size)
         self._unsent: dict[int, bytearray] = {}  # output, only while the kernel buffer is full
         # Every read lands in this one buffer and only what arrived is copied out: os.read
@@ -203,11 +206,15 @@ class EpollEngine:
                 os.close(fd)  # over the per-worker limit: refuse cleanly
             else:
                 os.set_blocking(fd, False)
-                epoll.register(fd, _READ_MASK)
-                self._fd_flags[fd] = _OPEN | _READING
+                flags = self._fd_flags
+                flags[fd] = _OPEN | _READING
                 # A client speaks first and usually at once: its request is often here
-                # already, and reading it now saves a trip through both event loops.
+                # already, and reading it now saves a trip through both event loops. The fd
+                # joins the epoll set after that read, if it is still open: a connection
+                # answered and closed at once (`Connection: close`) costs no epoll_ctl.
                 self._read(fd)
+                if (flags[fd] & (_OPEN | _POLLED)) == _OPEN:
+                    self._poll(fd)
             # Another connection waiting? Asked of a poll set holding only the listener: an
             # accept() that finds the backlog empty raises (BlockingIOError, about 1.7 µs,
             # once per wakeup when connections come one at a time); this poll costs 0.2 µs.
@@ -294,12 +301,23 @@ class EpollEngine:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _update_mask(self, fd: int) -> None:
+    def _mask(self, fd: int) -> int:
         reading = self._fd_flags[fd] & _READING
-        mask = (_READ_MASK if reading else 0) | (_WRITE_MASK if fd in self._unsent else 0)
+        return (_READ_MASK if reading else 0) | (_WRITE_MASK if fd in self._unsent else 0)
+
+    def _poll(self, fd: int) -> None:
+        """Put a new connection's fd in the epoll set, with the mask it needs now."""
+        if self._epoll is None:
+            return
+        self._epoll.register(fd, self._mask(fd))
+        self._fd_flags[fd] |= _POLLED
+
+    def _update_mask(self, fd: int) -> None:
+        if not self._fd_flags[fd] & _POLLED:
+            return  # still in the read right after accept: the register takes the mask
         if self._epoll is not None:
             with contextlib.suppress(OSError):
-                self._epoll.modify(fd, mask)
+                self._epoll.modify(fd, self._mask(fd))
 
     def _flush(self, fd: int) -> None:
         unsent = self._unsent.get(fd)
@@ -323,14 +341,15 @@ class EpollEngine:
             self.core.drained(fd)
 
     def _close_now(self, fd: int) -> None:
-        if not self._fd_flags[fd] & _OPEN:
+        flags = self._fd_flags[fd]
+        if not flags & _OPEN:
             return  # closed already
         self._fd_flags[fd] = 0
         # Unregistered before the close, although closing removes an fd from the set: not if
         # another reference to the socket lives on (a tool that forks inherits every fd), and
         # then the set would go on reporting it under a number a new connection may get.
         epoll = self._epoll
-        if epoll is not None:
+        if epoll is not None and flags & _POLLED:
             try:  # noqa: SIM105  (a context manager per close costs more than the call)
                 epoll.unregister(fd)
             except (OSError, ValueError):
