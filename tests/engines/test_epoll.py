@@ -185,15 +185,32 @@ def test_a_request_there_at_accept_answered_and_closed_at_once() -> None:
             assert parse_response(read_until_closed(second))[0] == 200
 
 
+@contextmanager
+def running_http(app: App, *, send_buffer: int) -> Iterator[Running]:
+    """``app`` over HTTP on the epoll engine, its sockets' send buffer fixed (the kernel
+    would otherwise grow a loopback socket's to megabytes as it starts)."""
+    listener = socket.socket()
+    with listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # inherited
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        config = ServerConfig(engine="epoll", transport="http", port=port)
+        clock = FakeClock(1000.0)
+        engine = build_engine(config, resolve_app(config, app), listener, clock=clock)
+        with engine_in_thread(engine, new_loop=asyncio.new_event_loop) as loop:
+            yield Running(port, engine, loop, clock)
+
+
 def test_an_answer_larger_than_the_socket_takes_during_the_first_read_is_sent_whole() -> None:
-    size = 4 << 20
+    size = 1 << 20  # far more than the socket takes, under the 4 MiB max_write_buffer
     app = App("big")
 
     @app.tool()
     def big(count: int) -> str:
         return "x" * count
 
-    with running("epoll", "http", app=app) as server:
+    with running_http(app, send_buffer=16 << 10) as server:
         status, headers, _ = parse_response(_exchange(server.port, http_request(body=INIT)))
         token = headers["mcp-session-id"]
         call = http_request(
