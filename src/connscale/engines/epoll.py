@@ -185,8 +185,6 @@ class EpollEngine:
     def _accept(self) -> None:
         accept = self._listener._accept  # type: ignore[attr-defined]
         core = self.core
-        epoll = self._epoll
-        assert epoll is not None
         waiting = self._listener_waiting.poll
         for _ in range(_ACCEPTS_PER_WAKEUP):
             try:
