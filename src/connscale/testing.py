@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from connscale.engines._base import Engine
 from connscale.errors import ServerError
 from connscale.server.build import build_engine
 from connscale.server.config import ServerConfig
-from connscale.server.supervisor import resolve_app
+from connscale.server.supervisor import bind_listener, resolve_app
 
 __all__ = ["FakeClock", "ServingThread", "engine_in_thread", "serve_in_thread", "served"]
 
@@ -158,9 +157,10 @@ def serve_in_thread(
         **options,
     )
     clock = clock or FakeClock(1000.0)
-    listener = socket.socket()
+    # Bound as the server binds (its socket options, socket_send_buffer among them), on
+    # loopback and a free port.
+    listener = bind_listener(replace(config, host="127.0.0.1"), 0, reuse_port=False)
     try:
-        listener.bind(("127.0.0.1", 0))
         listener.listen(4096)
         port = listener.getsockname()[1]
         config = replace(config, port=port)

@@ -19,6 +19,7 @@ from support import (
     INIT,
     LineClient,
     Running,
+    http_exchange,
     http_request,
     parse_response,
     running,
@@ -156,9 +157,9 @@ def test_a_request_there_at_accept_keeps_its_connection_polled_for_the_next() ->
             client = socket.create_connection(("127.0.0.1", server.port), timeout=5)
             client.sendall(http_request(body=INIT))
         with client:
-            first = client.recv(1 << 16)
-            assert parse_response(first)[0] == 200
-            token = parse_response(first)[1]["mcp-session-id"]
+            status, headers, _ = parse_response(client.recv(1 << 16))
+            assert status == 200
+            token = headers["mcp-session-id"]
             # Answered during the read right after accept; the fd joined the epoll set after
             # it, or this second request on the same connection would never be read.
             client.sendall(
@@ -185,23 +186,6 @@ def test_a_request_there_at_accept_answered_and_closed_at_once() -> None:
             assert parse_response(read_until_closed(second))[0] == 200
 
 
-@contextmanager
-def running_http(app: App, *, send_buffer: int) -> Iterator[Running]:
-    """``app`` over HTTP on the epoll engine, its sockets' send buffer fixed (the kernel
-    would otherwise grow a loopback socket's to megabytes as it starts)."""
-    listener = socket.socket()
-    with listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)  # inherited
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
-        port = listener.getsockname()[1]
-        config = ServerConfig(engine="epoll", transport="http", port=port)
-        clock = FakeClock(1000.0)
-        engine = build_engine(config, resolve_app(config, app), listener, clock=clock)
-        with engine_in_thread(engine, new_loop=asyncio.new_event_loop) as loop:
-            yield Running(port, engine, loop, clock)
-
-
 def test_an_answer_larger_than_the_socket_takes_during_the_first_read_is_sent_whole() -> None:
     size = 1 << 20  # far more than the socket takes, under the 4 MiB max_write_buffer
     app = App("big")
@@ -210,9 +194,9 @@ def test_an_answer_larger_than_the_socket_takes_during_the_first_read_is_sent_wh
     def big(count: int) -> str:
         return "x" * count
 
-    with running_http(app, send_buffer=16 << 10) as server:
-        status, headers, _ = parse_response(_exchange(server.port, http_request(body=INIT)))
-        token = headers["mcp-session-id"]
+    # The send buffer fixed: the kernel would grow a loopback socket's to megabytes.
+    with running("epoll", "http", app=app, socket_send_buffer=16 << 10) as server:
+        token = http_exchange(server.port, http_request(body=INIT))[1]["mcp-session-id"]
         call = http_request(
             body=tool_call(2, "big", {"count": size}),
             headers={"mcp-session-id": token, "connection": "close"},
@@ -234,9 +218,3 @@ def test_an_answer_larger_than_the_socket_takes_during_the_first_read_is_sent_wh
         assert body.count(b"x") >= size
         assert server.wait_for(lambda: server.engine.statistics().connections == 0)
         assert server.call(server.engine.buffered_output) == 0
-
-
-def _exchange(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request)
-        return sock.recv(1 << 16)

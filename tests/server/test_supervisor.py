@@ -112,10 +112,10 @@ def test_http_session_works_on_any_worker(tmp_path: Path) -> None:
 def test_socket_send_buffer_is_set_on_the_listener_and_validated() -> None:
     from connscale.errors import ConfigurationError
     from connscale.server.config import ServerConfig
-    from connscale.server.supervisor import _bind
+    from connscale.server.supervisor import bind_listener
 
-    capped = _bind(ServerConfig(socket_send_buffer=64 << 10), 0, reuse_port=False)
-    default = _bind(ServerConfig(), 0, reuse_port=False)
+    capped = bind_listener(ServerConfig(socket_send_buffer=64 << 10), 0, reuse_port=False)
+    default = bind_listener(ServerConfig(), 0, reuse_port=False)
     try:
         # Linux doubles the value asked for (bookkeeping overhead); autotuning starts lower.
         assert capped.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= 64 << 10

@@ -82,7 +82,9 @@ def resolve_app(config: ServerConfig, app: object | None = None) -> Surface:
     return reference_app(config)
 
 
-def _bind(config: ServerConfig, port: int, *, reuse_port: bool) -> socket.socket:
+def bind_listener(config: ServerConfig, port: int, *, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to ``config.host`` and ``port`` with the server's socket options
+    (accepted connections inherit them), not yet listening; ServerError if it cannot bind."""
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -157,7 +159,7 @@ class Worker:
 
     async def _serve(self, on_ready: Callable[[Worker], None] | None) -> None:
         loop = asyncio.get_running_loop()
-        listener = _bind(self.config, self._port, reuse_port=self._reuse_port)
+        listener = bind_listener(self.config, self._port, reuse_port=self._reuse_port)
         listener.listen(self.config.backlog)
         self.port = listener.getsockname()[1]
         engine = self._build(listener)
@@ -381,7 +383,7 @@ class ServerHandle:
 
     def run(self) -> int:
         config = self.config
-        placeholder = _bind(config, config.port, reuse_port=True)  # holds the port for all
+        placeholder = bind_listener(config, config.port, reuse_port=True)  # holds the port for all
         self.port = placeholder.getsockname()[1]
         self._inherited = [placeholder.fileno()]
         if config.start_method == "fork":
