@@ -198,13 +198,13 @@ def measure(server: str, clients: int, warmup: int, rounds: int, sessions: int) 
         try:
             open_http_sessions(port, warmup, held)
             for index in range(rounds):
-                on_cpu = _on_cpu_seconds(pid)
+                on_cpu_before = _on_cpu_seconds(pid)
                 user_before, system_before = _user_system_seconds(pid)
                 started = time.perf_counter()
                 opened = _open_concurrently(port, sessions, clients, held)
                 wall = time.perf_counter() - started
                 user_after, system_after = _user_system_seconds(pid)
-                on_cpu = _on_cpu_seconds(pid) - on_cpu
+                on_cpu = _on_cpu_seconds(pid) - on_cpu_before
                 per_round.append(on_cpu / opened * 1e6)
                 busy.append(100 * on_cpu / wall)
                 rates.append(opened / wall)
